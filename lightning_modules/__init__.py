@@ -1,0 +1,20 @@
+"""Hashing methods as LightningModules over a shared base; hash layers and losses are pure torch.
+
+Exports are lazy so that ``import lightning_modules.losses`` never imports Lightning.
+"""
+from importlib import import_module
+
+_EXPORTS = {
+    "HashModule": "lightning_modules.base",
+    "CIBHash": "lightning_modules.cibhash",
+    "BiHalfNet": "lightning_modules.bihalf",
+    "DCH": "lightning_modules.dch",
+    "GreedyHash": "lightning_modules.greedyhash",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'lightning_modules' has no attribute {name!r}")
