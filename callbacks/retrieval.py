@@ -125,18 +125,20 @@ class RetrievalEvaluation(L.Callback):
         q_codes, db_codes = rm.to_signed_codes(q_scores), rm.to_signed_codes(db_scores)
         metrics = rm.retrieval_report(
             q_codes, q_labels, db_codes, db_labels, top_ks=self._top_ks(trainer), radius=self.radius,
-            tie_averaged=self.tie_averaged, exclude_no_relevant=self.exclude_no_relevant,
+            tie_average=self.tie_averaged, exclude_no_relevant=self.exclude_no_relevant,
             query_scores=q_scores, db_scores=db_scores)
         bit_stats = rm.bit_statistics(db_codes)
-        metrics["bit_entropy"] = float(bit_stats["mean_entropy"])
-        metrics["bit_balance_worst"] = float((bit_stats["plus_rate"] - 0.5).abs().max())
+        metrics["bit_entropy"] = bit_stats["mean_bit_entropy"]
+        metrics["distinct_codes"] = bit_stats["distinct_code_fraction"]
+        metrics["bit_balance_worst"] = float((bit_stats["plus_one_rate"] - 0.5).abs().max())
         # identical on every rank (same gathered codes), so no sync: ModelCheckpoint can monitor it anywhere
         for name, value in metrics.items():
             pl_module.log(f"{stage}/{name}", float(value), on_step=False, on_epoch=True, sync_dist=False)
         curves = rm.retrieval_curves(q_codes, q_labels, db_codes, db_labels)
         self.last_results = {"stage": stage, "epoch": trainer.current_epoch, "metrics": metrics,
-                             "curves": {k: _to_list(v) for k, v in curves.items()},
-                             "bit_plus_rate": _to_list(bit_stats["plus_rate"]),
+                             "curves": {k.replace("pr_", "").replace("/", "_"): _to_list(v)
+                                        for k, v in curves.items()},
+                             "bit_plus_rate": _to_list(bit_stats["plus_one_rate"]),
                              "num_query": len(q_codes), "num_database": len(db_codes)}
         if trainer.is_global_zero:
             self._save_json(stage, trainer.current_epoch)

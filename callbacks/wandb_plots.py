@@ -8,13 +8,13 @@ def log_retrieval_plots(run, stage: str, results: dict, step: int) -> None:
 
     curves = results["curves"]
     payload = {}
-    if "radius" in curves:
-        rows = list(zip(curves["radius"], curves["radius_precision"], curves["radius_recall"]))
+    if "radius_radius" in curves:
+        rows = list(zip(curves["radius_radius"], curves["radius_precision"], curves["radius_recall"]))
         table = wandb.Table(data=rows, columns=["radius", "precision", "recall"])
         payload[f"{stage}/pr_curve"] = wandb.plot.line(table, "recall", "precision",
                                                        title=f"{stage} precision-recall (Hamming radius)")
-    if "rank" in curves:
-        rows = list(zip(curves["rank"], curves["rank_precision"]))
+    if "rank_rank" in curves:
+        rows = list(zip(curves["rank_rank"], curves["rank_precision"]))
         table = wandb.Table(data=rows, columns=["N", "precision"])
         payload[f"{stage}/precision_at_N"] = wandb.plot.line(table, "N", "precision", title=f"{stage} precision@N")
     rate = results["bit_plus_rate"]

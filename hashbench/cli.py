@@ -52,15 +52,33 @@ class LoggerSaveConfigCallback(SaveConfigCallback):
                 logger.experiment.config.update({"cli": config}, allow_val_change=True)
 
 
+def _short(class_path) -> str:
+    return str(class_path or "").rsplit(".", 1)[-1]
+
+
 class HashbenchCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self.config.get(self.subcommand) if self.subcommand else self.config
         logger_cfg = cfg.get("trainer", {}).get("logger") if cfg is not None else None
-        if logger_cfg and _uses_wandb(logger_cfg) and not os.environ.get("WANDB_MODE") \
-                and not wandb_api_key_configured():
+        if not logger_cfg or not _uses_wandb(logger_cfg):
+            return
+        if not os.environ.get("WANDB_MODE") and not wandb_api_key_configured():
             os.environ["WANDB_MODE"] = "offline"
             print("hashbench: no W&B API key configured, so W&B logs offline. Upload later with "
                   "`wandb sync <save_dir>/wandb/offline-run-*` (or run `wandb login` first).", file=sys.stderr)
+        # runs of one dataset × code length share a group; the method is a tag: the dashboard compares
+        # methods at a glance. Filled here because bits are usually overridden on the command line.
+        method, dataset = _short(cfg.model.class_path), _short(cfg.data.class_path)
+        bits, seed = cfg.model.init_args.get("bits"), cfg.get("seed_everything")
+        for entry in logger_cfg if isinstance(logger_cfg, list) else [logger_cfg]:
+            if "WandbLogger" not in _short(entry.class_path):
+                continue
+            args = entry.init_args
+            if args.get("group") is None:
+                args.group = f"{dataset}-{bits}bit"
+            args.tags = sorted({*(args.get("tags") or []), method, dataset})
+            if args.get("name") is None:
+                args.name = f"{method}-{bits}b-seed{seed}"
 
 
 def main(args: ArgsType = None) -> Optional[HashbenchCLI]:
