@@ -8,8 +8,8 @@ from __future__ import annotations
 import netrc
 import os
 import sys
+from importlib import import_module
 from typing import Optional
-
 import yaml
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 
@@ -56,7 +56,50 @@ def _short(class_path) -> str:
     return str(class_path or "").rsplit(".", 1)[-1]
 
 
+def _find_cause(err: BaseException, kind: type) -> Optional[BaseException]:
+    """The first exception of ``kind`` in ``err``'s cause/context chain (jsonargparse wraps ours)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, kind):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 class HashbenchCLI(LightningCLI):
+    def instantiate_classes(self) -> None:
+        """Report every missing input at once (e.g. ImageNet weights *and* the dataset) as one clear error,
+        instead of jsonargparse's union-validation traceback around the first one."""
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as err:
+            missing = _find_cause(err, FileNotFoundError)
+            if missing is None:
+                raise
+            problems = [str(missing)]
+            data_problem = self._probe_data()
+            if data_problem:
+                problems.append(data_problem)
+            numbered = "\n\n".join(f"[{i}] {p}" for i, p in enumerate(problems, 1)) if len(problems) > 1 \
+                else problems[0]
+            raise FileNotFoundError(numbered) from None
+
+    def _probe_data(self) -> Optional[str]:
+        """Set up the configured datamodule alone and return its missing-file message, if any."""
+        cfg = self.config.get(self.subcommand) if self.subcommand else self.config
+        try:
+            data_cfg = cfg.data
+            module, name = data_cfg.class_path.rsplit(".", 1)
+            dm = getattr(import_module(module), name)(**data_cfg.init_args.as_dict())
+            dm.prepare_data()
+            dm.setup("fit")
+        except FileNotFoundError as err:
+            return str(err)
+        except Exception:  # the probe is best effort: the real run reports anything else
+            return None
+        return None
+
     def before_instantiate_classes(self) -> None:
         cfg = self.config.get(self.subcommand) if self.subcommand else self.config
         logger_cfg = cfg.get("trainer", {}).get("logger") if cfg is not None else None
@@ -81,16 +124,23 @@ class HashbenchCLI(LightningCLI):
                 args.name = f"{method}-{bits}b-seed{seed}"
 
 
-def main(args: ArgsType = None) -> Optional[HashbenchCLI]:
+def run_cli(args: ArgsType = None, run: bool = True) -> HashbenchCLI:
+    """Build (and by default run) the LightningCLI; returns it so callers can reach trainer/model/datamodule."""
+    return HashbenchCLI(
+        HashModule, HashDataModule, subclass_mode_model=True, subclass_mode_data=True,
+        save_config_callback=LoggerSaveConfigCallback, save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False, args=args, run=run)
+
+
+def main(args: ArgsType = None) -> None:
+    """Console entry point of ``hashbench``, ``lightning`` and ``python -m hashbench``."""
     argv = sys.argv[1:] if args is None else list(args)
-    if argv and argv[0] == "compare":
-        from hashbench.compare import main as compare_main
-        return compare_main(argv[1:])
     try:
-        return HashbenchCLI(
-            HashModule, HashDataModule, subclass_mode_model=True, subclass_mode_data=True,
-            save_config_callback=LoggerSaveConfigCallback, save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False, args=argv)
+        if argv and argv[0] == "compare":
+            from hashbench.compare import main as compare_main
+            compare_main(argv[1:])
+        else:
+            run_cli(args)
     except FileNotFoundError as err:  # missing dataset / weights: the message says what to do
         if os.environ.get("HASHBENCH_TRACEBACK"):
             raise

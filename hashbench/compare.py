@@ -65,19 +65,15 @@ def _git_commit() -> str:
 def run_one(method: str, bits: int, seed: int, configs: list[str], overrides: list[str], run_dir: Path) -> dict:
     """Fit + test one configuration in this process; returns its result row."""
     from callbacks.retrieval import RetrievalEvaluation
-    from datamodules.base import HashDataModule
-    from lightning_modules.base import HashModule
 
-    from .cli import HashbenchCLI, LoggerSaveConfigCallback
+    from .cli import run_cli
 
     args = ["--config", str(METHODS_DIR / f"{method}.yaml")]
     for c in configs:
         args += ["--config", c]
     args += ["--model.bits", str(bits), "--seed_everything", str(seed),
              "--trainer.default_root_dir", str(run_dir), *overrides]
-    cli = HashbenchCLI(HashModule, HashDataModule, subclass_mode_model=True, subclass_mode_data=True,
-                       save_config_callback=LoggerSaveConfigCallback, save_config_kwargs={"overwrite": True},
-                       auto_configure_optimizers=False, args=args, run=False)
+    cli = run_cli(args, run=False)
     evaluator = next((c for c in cli.trainer.callbacks if isinstance(c, RetrievalEvaluation)), None)
     if evaluator is None:
         evaluator = RetrievalEvaluation()
