@@ -1,0 +1,126 @@
+"""List files ``<relative image path> <l_1> ... <l_C>`` (DeepHash-pytorch ``ImageList``, thulab, HashNet)
+and image-existence checks."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from .errors import DatasetFormatError, DatasetNotFoundError, abspath
+
+CHECK_IMAGES = ("first", "all", "none")
+_MAX_LISTED = 20
+
+
+def list_format(num_classes: int, image_root: str) -> str:
+    return (f"a text file with one image per line: '<image path relative to {abspath(image_root)}> "
+            f"<{num_classes} space-separated 0/1 labels>', e.g. 'images/0001.jpg "
+            f"{' '.join(['0', '1'] + ['0'] * (num_classes - 2))}'")
+
+
+@dataclass
+class ListEntries:
+    paths: List[str]          # absolute image paths
+    relpaths: List[str]       # as written in the list (after strip_prefix)
+    labels: np.ndarray        # (N, C) uint8 multi-hot
+    origins: List[str]        # "<list file>:<line>"
+    list_path: str
+
+
+def _is_bit(tok: str) -> bool:
+    return tok in ("0", "1")
+
+
+def read_list_file(path: str, num_classes: int, image_root: str,
+                   strip_prefix: Optional[str] = None) -> ListEntries:
+    """Parse a list file; every problem is a :class:`DatasetFormatError` naming file and line."""
+    path = abspath(path)
+    fmt = list_format(num_classes, image_root)
+    paths, rels, labels, origins = [], [], [], []
+    with open(path, "r", encoding="utf-8", errors="strict") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            toks = line.split()
+            where = f"{path}:{lineno}"
+            if len(toks) < num_classes + 1:
+                n_bits = sum(_is_bit(t) for t in toks[1:])
+                raise DatasetFormatError(
+                    f"{where}: expected an image path and {num_classes} labels but found "
+                    f"{len(toks) - 1} value(s) after the path ({n_bits} of them 0/1). Expected {fmt}. "
+                    f"Line: {line[:200]!r}")
+            lab, head = toks[-num_classes:], toks[:-num_classes]
+            bad = [t for t in lab if not _is_bit(t)]
+            if bad:
+                raise DatasetFormatError(
+                    f"{where}: labels must be 0 or 1, found {bad[0]!r}. Expected {fmt}. "
+                    f"Line: {line[:200]!r}")
+            if len(head) > 1 and _is_bit(head[-1]):
+                n = sum(1 for _ in toks[1:] if _is_bit(_))
+                raise DatasetFormatError(
+                    f"{where}: found {n} label columns, expected {num_classes} (is this list for "
+                    f"another label set or protocol?). Expected {fmt}.")
+            rel = " ".join(head)
+            if strip_prefix and rel.startswith(strip_prefix):
+                rel = rel[len(strip_prefix):]
+            full = rel if os.path.isabs(rel) else os.path.join(abspath(image_root), rel)
+            paths.append(os.path.normpath(full))
+            rels.append(rel)
+            labels.append([int(t) for t in lab])
+            origins.append(where)
+    if not paths:
+        raise DatasetFormatError(f"{path}: the list is empty. Expected {fmt}.")
+    return ListEntries(paths, rels, np.asarray(labels, dtype=np.uint8), origins, path)
+
+
+def check_images_exist(paths: Sequence[str], origins: Sequence[str], mode: str, image_root: str,
+                       what: str, report_path: Optional[str] = None,
+                       hint: str = "") -> None:
+    """Raise :class:`DatasetNotFoundError` for missing images.
+
+    ``mode``: ``"first"`` stops at the first missing image, ``"all"`` lists every missing image
+    (the full list is also written to ``report_path`` when given), ``"none"`` checks nothing here
+    (a missing image then fails when it is loaded, naming its list entry).
+    """
+    if mode not in CHECK_IMAGES:
+        raise ValueError(f"check_images must be one of {CHECK_IMAGES}, got {mode!r}")
+    if mode == "none":
+        return
+    missing = []
+    for p, o in zip(paths, origins):
+        if not os.path.isfile(p):
+            missing.append((p, o))
+            if mode == "first":
+                break
+    if not missing:
+        return
+    root_txt = f"Images are looked up under the image root {abspath(image_root)}."
+    absolute = [p for p, _ in missing if not abspath(p).startswith(abspath(image_root) + os.sep)]
+    if absolute:
+        root_txt += (" Some entries are absolute paths from another machine (HashNet lists start "
+                     "with '/home/caozhangjie/run-czj/dataset/coco/'): pass strip_prefix=<that "
+                     "prefix> to make them relative to the image root.")
+    if mode == "first":
+        p, o = missing[0]
+        raise DatasetNotFoundError(
+            f"{what}: image not found: {p} (list entry {o}). {root_txt} Nothing is skipped: fix the "
+            f"image root or the list. Pass check_images='all' to report every missing image at once."
+            f"{(' ' + hint) if hint else ''}")
+    written = ""
+    if report_path:
+        try:
+            os.makedirs(os.path.dirname(report_path) or ".", exist_ok=True)
+            with open(report_path, "w") as fh:
+                fh.writelines(f"{o}\t{p}\n" for p, o in missing)
+            written = f" The full list is in {report_path}."
+        except OSError:
+            pass
+    shown = "\n".join(f"  {o}: {p}" for p, o in missing[:_MAX_LISTED])
+    more = f"\n  ... and {len(missing) - _MAX_LISTED} more" if len(missing) > _MAX_LISTED else ""
+    raise DatasetNotFoundError(
+        f"{what}: {len(missing)} of {len(paths)} images not found.{written} {root_txt}\n{shown}{more}"
+        f"{(chr(10) + hint) if hint else ''}")
