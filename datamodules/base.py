@@ -84,7 +84,8 @@ class HashDataModule(L.LightningDataModule):
         seed: seed of the split draw and of the train loader's shuffling generator.
         image_size: output side S of every transform (224 in the papers).
         train_transform: train transform name (``resize``, ``resize_crop_flip``, ``cibhash``,
-            ``resize_center_crop``); None = dataset default.
+            ``resize_center_crop``); None = the model's paper augmentation (its ``train_transform``
+            attribute, read in ``setup()``), else the dataset default.
         eval_transform: eval transform name (``resize``, ``resize_center_crop``); None = default.
         views: augmented views per train image; None = ask the model
             (``trainer.lightning_module.train_views``, 1 without a trainer).
@@ -151,7 +152,8 @@ class HashDataModule(L.LightningDataModule):
         self.num_workers = int(num_workers)
         self.seed = int(seed)
         self.image_size = int(image_size)
-        self.train_transform = train_transform or self.default_train_transform
+        self._train_transform_arg = train_transform
+        self.train_transform = train_transform or self.default_train_transform  # resolved in setup()
         self.eval_transform = eval_transform or self.default_eval_transform
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
@@ -305,7 +307,17 @@ class HashDataModule(L.LightningDataModule):
             return v
         return 1
 
+    def _resolve_train_transform(self) -> str:
+        """Explicit argument, else the model's declared paper augmentation, else the dataset default."""
+        if self._train_transform_arg:
+            return self._train_transform_arg
+        trainer = getattr(self, "trainer", None)
+        module = getattr(trainer, "lightning_module", None) if trainer is not None else None
+        wanted = getattr(module, "train_transform", None) if module is not None else None
+        return wanted or self.default_train_transform
+
     def setup(self, stage: Optional[str] = None) -> None:
+        self.train_transform = self._resolve_train_transform()
         views = self._resolve_views()
         if self._sources is None:
             self._sources = self._build_splits()

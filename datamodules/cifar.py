@@ -16,7 +16,7 @@ from typing import ClassVar, List, Optional, Tuple
 import numpy as np
 
 from .base import HashDataModule, Pool
-from .errors import DatasetFormatError, abspath, not_found
+from .errors import DatasetNotFoundError, DatasetFormatError, abspath, not_found
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 BASE_FOLDER = "cifar-10-batches-py"
@@ -171,7 +171,13 @@ class CIFAR10(HashDataModule):
             from torchvision.datasets import CIFAR10 as TV
             from torchvision.datasets.utils import download_and_extract_archive
 
-            download_and_extract_archive(TV.url, self.root, filename=TV.filename, md5=TV.tgz_md5)
+            try:
+                download_and_extract_archive(TV.url, self.root, filename=TV.filename, md5=TV.tgz_md5)
+            except Exception as e:  # no internet, proxy, disk full: say what to do instead
+                raise DatasetNotFoundError(
+                    f"CIFAR-10 download failed ({type(e).__name__}: {e}).\nDownload {TV.url} on a machine with "
+                    f"internet and extract it into {abspath(self.root)} (giving {abspath(self.root)}/"
+                    "cifar-10-batches-py), or point data.root at an existing copy.") from None
 
     def _load_pool(self) -> Pool:
         return load_cifar10(self.root, self.verify_checksums)

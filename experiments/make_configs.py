@@ -48,7 +48,7 @@ METHODS = {
 
 # per dataset: datamodule, default protocol, and per-method protocol / overrides
 DATASETS = {
-    "cifar": dict(class_path="CIFAR10", root="data/cifar10", protocol="bihalf_i",
+    "cifar": dict(class_path="CIFAR10", root="data/cifar10", protocol="bihalf_i", extra={"download": True},
                   per_method={"cib": {"protocol": "cibhash"}, "greedy": {"protocol": "greedyhash"},
                               "dch": {"protocol": "dch", "train_transform": "resize", "eval_transform": "resize"}}),
     "nuswide": dict(class_path="NUSWIDE", root="data/nuswide", protocol="nuswide_21",
@@ -83,7 +83,7 @@ def pair_config(data: str, method: str) -> dict:
     for key in ("lr_step", "lr"):
         if key in over:
             model["init_args"][key] = over[key]
-    data_args = {"root": d["root"], "batch_size": m["batch_size"], "num_workers": 4}
+    data_args = {"root": d["root"], **d.get("extra", {}), "batch_size": m["batch_size"], "num_workers": 4}
     for key in DATA_KEYS:
         value = over.get(key, m.get(key, d.get(key)))
         if value is not None:
@@ -105,7 +105,7 @@ def main() -> None:
         dump(HERE / "methods" / f"{name}.yaml", {"model": m["model"], "trainer": {"max_epochs": m["epochs"]}},
              f"{name}: {m['source']}. Compose: --config experiments/methods/{name}.yaml --config <data>.yaml")
     for name, d in DATASETS.items():
-        args = {"root": d["root"], "protocol": d["protocol"], "num_workers": 4}
+        args = {"root": d["root"], **d.get("extra", {}), "protocol": d["protocol"], "num_workers": 4}
         cfg = {"data": {"class_path": d["class_path"], "init_args": args},
                "trainer": {k: v for k, v in trainer_block(1, 5, False).items() if k != "max_epochs"}}
         dump(HERE / "data" / f"{name}.yaml", cfg, f"{d['class_path']} data + trainer/logger/callbacks for any method")

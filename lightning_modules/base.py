@@ -53,6 +53,8 @@ class HashModule(L.LightningModule):
 
     #: how many augmented views per image the train loader must yield (the datamodule asks for this)
     train_views: int = 1
+    #: the paper's train augmentation by name; a datamodule whose train_transform is unset uses it
+    train_transform: Optional[str] = None
 
     def __init__(self, bits: int = 64, backbone: str = "vgg16", pretrained: bool = True,
                  weights_path: Optional[str] = None, freeze: bool = True,

@@ -31,6 +31,7 @@ class CIBHash(HashModule):
     """
 
     train_views = 2
+    train_transform = "cibhash"
 
     def __init__(self, bits: int = 64, temperature: float = 0.3, beta: float = 1e-3, stochastic: bool = False,
                  hidden_dim: int = 1024, gather_negatives: bool = True, backbone: str = "vgg16",

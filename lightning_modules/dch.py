@@ -23,12 +23,16 @@ from .losses import dch_loss
 
 
 class DCH(HashModule):
-    """Args (besides :class:`HashModule`'s):
+    """Trains on Resize 256 → RandomCrop 224 + flip (DeepHash-pytorch; thulab: 227 crops of 256).
+
+    Args (besides :class:`HashModule`'s):
         gamma: Cauchy scale γ (port 20; the maintainer's paper setting 30).
         lam: weight λ of the Cauchy quantisation loss (paper variant).
         variant: ``paper`` or ``thulab`` (official TF code).
         q_lambda: weight of the thulab quantisation loss (official default 0).
     """
+
+    train_transform = "resize_crop_flip"
 
     def __init__(self, bits: int = 48, gamma: float = 20.0, lam: float = 0.1,
                  variant: Literal["paper", "thulab"] = "paper", q_lambda: float = 0.0,
