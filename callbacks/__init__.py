@@ -4,7 +4,7 @@ Exports are lazy so that ``import callbacks.retrieval_metrics`` never imports Li
 """
 from importlib import import_module
 
-_EXPORTS = {"RetrievalEvaluation": "callbacks.retrieval"}
+_EXPORTS = {"RetrievalEvaluation": "callbacks.retrieval", "FeatureCache": "callbacks.feature_cache"}
 __all__ = list(_EXPORTS)
 
 

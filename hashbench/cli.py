@@ -15,6 +15,7 @@ from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 
 # Imported for their side effect: short class_path names (CIBHash, CIFAR10, RetrievalEvaluation)
 # resolve only for classes that are already imported.
+import callbacks.feature_cache  # noqa: F401
 import callbacks.retrieval  # noqa: F401
 import datamodules  # noqa: F401
 import lightning_modules.bihalf  # noqa: F401

@@ -321,7 +321,7 @@ def test_trained_backbone_is_left_alone_with_a_warning(cifar_root, tmp_path):
                         callbacks=[FeatureCache(cache_dir=str(tmp_path), progress=False)])
     with pytest.warns(UserWarning, match="is trained"):
         trainer.fit(model, dm)
-    assert not isinstance(dm.train_set, CachedFeatureDataset) and not os.path.exists(tmp_path / "train")
+    assert not isinstance(dm.train_set, CachedFeatureDataset) and not os.listdir(tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------- (6) items
@@ -338,6 +338,11 @@ def test_cached_items_equal_prefix_of_the_original_items(cifar_root, tmp_path):
         with torch.no_grad():
             torch.testing.assert_close(feat, prefix(image[None])[0], rtol=1e-5, atol=1e-6)
         assert torch.equal(clabel, label) and cindex == index == i and feat.dtype == torch.float32
+    # channels-last encoding (the GPU build's memory format) gives the same features
+    cl = FeatureCacheBuilder(str(tmp_path / "cl"), dtype="float32", channels_last=True, progress=False).get(
+        dm.query_set, prefix, {"encoder": "tiny"}, split="query")
+    np.testing.assert_allclose(cl.features, cached.features, rtol=1e-5, atol=1e-6)
+    assert next(prefix.parameters()).is_contiguous()  # the encoder's memory format is restored
     # the three batch paths (per item + collate, __getitems__, whole-batch loader) agree
     gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     per_item = list(torch.utils.data.DataLoader(list(cached), batch_size=4, shuffle=True, generator=gen()))
