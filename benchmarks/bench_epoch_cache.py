@@ -29,7 +29,6 @@ import contextlib
 import io
 import logging
 import os
-import platform
 import shlex
 import shutil
 import statistics
@@ -47,6 +46,7 @@ from torch.utils.data import DataLoader, default_collate  # noqa: E402
 
 from callbacks.feature_cache import FeatureCache  # noqa: E402
 from datamodules.feature_cache import CachedFeatureDataset  # noqa: E402
+from benchmarks.machine import machine_info  # noqa: E402
 from lightning_modules import BiHalfNet  # noqa: E402
 from lightning_modules.hash_layers import bihalf  # noqa: E402
 from lightning_modules.losses import cosine_mse_halves  # noqa: E402
@@ -54,19 +54,6 @@ from lightning_modules.losses import cosine_mse_halves  # noqa: E402
 PAPER_ROWS, PAPER_BATCH, PAPER_EPOCHS = 50_000, 32, 300  # BiHalf CIFAR-10(I), official code
 
 
-def machine_info(device: str) -> str:
-    cpu = platform.processor() or "?"
-    with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
-    return (f"machine: {platform.node()} | {platform.platform()} | CPU {cpu} | {os.cpu_count()} cores | "
-            f"torch threads {torch.get_num_threads()} | GPU {gpu} | device used: {device}\n"
-            f"python {platform.python_version()} | torch {torch.__version__} | lightning {L.__version__} | "
-            f"load average at start {tuple(round(x, 2) for x in load)}")
 
 
 class EpochTimer(L.Callback):
