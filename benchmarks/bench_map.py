@@ -119,12 +119,15 @@ def main() -> None:
         ref_full = ref_time * args.queries / n_ref
         print(f"[reference] NumPy CalcTopMap loop (stable argsort) on the first {n_ref} queries: "
               f"mAP@{args.top_k} = {ref:.12f}   time {ref_time:.3f} s")
-        print(f"[fast]      same {n_ref} queries: mAP@{args.top_k} = {fast_subset:.12f}   |diff| = {abs(ref - fast_subset):.2e}")
-        print(f"[reference] EXTRAPOLATED to {args.queries} queries: {ref_full:.1f} s  (x{args.queries / n_ref:.1f}, not measured)")
+        print(f"[fast]      same {n_ref} queries: mAP@{args.top_k} = {fast_subset:.12f}   "
+              f"|diff| = {abs(ref - fast_subset):.2e}")
+        print(f"[reference] EXTRAPOLATED to {args.queries} queries: {ref_full:.1f} s  "
+              f"(x{args.queries / n_ref:.1f}, not measured)")
         diff, ratio_label = abs(ref - fast_subset), "speed ratio (extrapolated reference / fast)"
     else:
         ref_full = ref_time
-        print(f"[reference] NumPy CalcTopMap loop (stable argsort): mAP@{args.top_k} = {ref:.12f}   time {ref_time:.3f} s")
+        print(f"[reference] NumPy CalcTopMap loop (stable argsort): mAP@{args.top_k} = {ref:.12f}   "
+              f"time {ref_time:.3f} s")
         diff, ratio_label = abs(ref - fast), "speed ratio (reference / fast)"
         print(f"|fast - reference| = {diff:.2e}")
     print(f"{ratio_label}: {ref_full / fast_time:.1f}x")

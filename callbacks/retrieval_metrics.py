@@ -368,7 +368,9 @@ def _guess_threshold(prob: _Problem, q: Tensor, k: int) -> Tensor:
     stride = max(1, n // _SAMPLE)
     sample = prob.db[::stride]
     expected = k * sample.shape[0] / n  # sample items expected within the true k-th distance
-    need = min(sample.shape[0], math.ceil(expected + 4 * math.sqrt(expected) + 1)) if stride > 1 else k
+    need = math.ceil(expected + 4 * math.sqrt(expected) + 1) if stride > 1 else k
+    if need >= sample.shape[0] and stride > 1:  # the sample cannot vouch for less than everything
+        return torch.full((q.shape[0],), bits, dtype=torch.int64, device=q.device)
     dist = (torch.mm(q * -0.5, sample.T) + bits / 2).long()
     offset = (torch.arange(q.shape[0], device=q.device) * (bits + 1))[:, None]
     hist = torch.bincount((dist + offset).view(-1), minlength=q.shape[0] * (bits + 1))
@@ -382,6 +384,8 @@ def _select_topk(prob: _Problem, q: Tensor, k: int, keep_ties: bool) -> _Candida
     ``thr`` is each row's exact k-th distance t; the listed items are exact up to t.
     """
     bits = prob.bits
+    if k >= prob.num_db:
+        return _select_all(prob, q)
     cand = _select(prob, q, _guess_threshold(prob, q, k), k, keep_ties)
     short = torch.nonzero(~cand.full)[:, 0]
     if short.numel():  # the guess was too tight for these rows: redo them from the loosest start
@@ -397,6 +401,21 @@ def _select_topk(prob: _Problem, q: Tensor, k: int, keep_ties: bool) -> _Candida
             torch.ones_like(cand.full),
         )
     return cand
+
+
+def _select_all(prob: _Problem, q: Tensor) -> _Candidates:
+    """Every database item for every row (k = N): no threshold, no mask, no nonzero needed."""
+    bits, n, rows_in_chunk = prob.bits, prob.num_db, q.shape[0]
+    offset = (torch.arange(rows_in_chunk, device=q.device) * (bits + 1))[:, None]
+    groups = [((y + bits / 2).long() + offset).int().view(-1) for _, y in _distance_blocks(q, prob.db)]
+    widths = [g.numel() // rows_in_chunk for g in groups]
+    # same layout as _select: block by block, row-major inside a block (col order within each row)
+    cols = torch.cat([
+        (torch.arange(w, device=q.device) + start).repeat(rows_in_chunk)
+        for start, w in zip(np.cumsum([0] + widths[:-1]).tolist(), widths)
+    ])
+    thr = torch.full((rows_in_chunk,), bits, dtype=torch.int64, device=q.device)
+    return _Candidates(torch.cat(groups), cols, thr, bits, torch.ones_like(thr, dtype=torch.bool))
 
 
 def _row_starts(rows_sorted: Tensor, num_rows: int) -> Tensor:
@@ -429,7 +448,10 @@ def _topk_relevance(prob: _Problem, cand: _Candidates, q0: int, num_rows: int, k
     row_ids = torch.arange(num_rows, device=groups.device)
     starts = torch.searchsorted(groups, (row_ids * (prob.bits + 1)).to(groups.dtype))
     # every row lists at least k items, so its top k are the k positions after its start
-    top = order[starts[:, None] + torch.arange(k, device=groups.device)]  # (B, k)
+    if order.numel() == num_rows * k:  # exactly k each (k = N): no gather needed
+        top = order.view(num_rows, k)
+    else:
+        top = order[starts[:, None] + torch.arange(k, device=groups.device)]  # (B, k)
     shared = prob.db_words[cand.cols[top]] & prob.q_words[q0:q0 + num_rows, None, :]  # (B, k, W)
     return shared[..., 0] != 0 if shared.shape[-1] == 1 else (shared != 0).any(-1)
 
@@ -858,7 +880,8 @@ def hamming_radius_metrics(
         tot = totals[q0:q1]
         rec.append(torch.where(tot > 0, n_rel / tot.clamp(min=1), torch.zeros_like(tot)))
         ap.append(torch.where(n_rel > 0, ap_sum / n_rel.clamp(min=1), torch.zeros_like(n_rel)))
-        ap_keep.append((size == 0) | (n_rel > 0) if drop_balls_without_relevant else torch.ones_like(size, dtype=torch.bool))
+        counted = (size == 0) | (n_rel > 0)  # thulab: empty balls count 0, balls without relevant are dropped
+        ap_keep.append(counted if drop_balls_without_relevant else torch.ones_like(counted))
     everyone = [torch.ones_like(p, dtype=torch.bool) for p in prec]
     return {"precision": _mean(prec, everyone), "recall": _mean(rec, everyone), "map": _mean(ap, ap_keep)}
 

@@ -391,7 +391,8 @@ def test_chunk_size_does_not_change_results(chunk):
 
 
 def test_streaming_over_many_blocks(monkeypatch):
-    problems = [make_problem(seed, nq, ndb, bits, multi=multi, dup_pool=pool) for seed, nq, ndb, bits, multi, pool in CASES[:4]]
+    problems = [make_problem(seed, nq, ndb, bits, multi=multi, dup_pool=pool)
+                for seed, nq, ndb, bits, multi, pool in CASES[:4]]
     ks = (3, 25, None)
     # references with the default sizes (one database block for these small problems)
     refs = [{k: (brute_map(*p, k), tie_averaged_map(*p, top_k=k)) for k in ks} for p in problems]
