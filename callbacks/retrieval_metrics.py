@@ -627,6 +627,18 @@ def _topk_metrics(prob: _Problem, ks: Sequence[int], tie_average: bool, chunk_si
     return out
 
 
+def _map_of(res: dict, exclude_no_relevant: bool) -> float:
+    """Mean AP over queries; with ``exclude_no_relevant`` only queries that found a relevant item count."""
+    keep = [f > 0 if exclude_no_relevant else torch.ones_like(f, dtype=torch.bool) for f in res["found"]]
+    return _mean(res["ap"], keep)
+
+
+def _tie_map_of(res: dict, exclude_no_relevant: bool) -> float:
+    """Mean tie-averaged AP; excluded are queries that no tie order can give a relevant top-k item."""
+    keep = res["possible"] if exclude_no_relevant else [torch.ones_like(p) for p in res["possible"]]
+    return _mean(res["tie_ap"], keep)
+
+
 def mean_average_precision(
     query_codes,
     query_labels,
@@ -646,8 +658,7 @@ def mean_average_precision(
     prob = _prepare(query_codes, query_labels, db_codes, db_labels)
     k = _resolve_k(top_k, prob.num_db)
     res = _topk_metrics(prob, [k], tie_average=False, chunk_size=chunk_size)[k]
-    keep = [f > 0 if exclude_no_relevant else torch.ones_like(f, dtype=torch.bool) for f in res["found"]]
-    return _mean(res["ap"], keep)
+    return _map_of(res, exclude_no_relevant)
 
 
 def tie_averaged_map(
@@ -670,8 +681,7 @@ def tie_averaged_map(
     prob = _prepare(query_codes, query_labels, db_codes, db_labels)
     k = _resolve_k(top_k, prob.num_db)
     res = _topk_metrics(prob, [k], tie_average=True, chunk_size=chunk_size)[k]
-    keep = res["possible"] if exclude_no_relevant else [torch.ones_like(p) for p in res["possible"]]
-    return _mean(res["tie_ap"], keep)
+    return _tie_map_of(res, exclude_no_relevant)
 
 
 def precision_at_k(
@@ -972,11 +982,9 @@ def retrieval_report(
     report = {}
     for name, k in ks.items():
         r = res[k]
-        keep = [f > 0 if exclude_no_relevant else torch.ones_like(f, dtype=torch.bool) for f in r["found"]]
-        report[f"mAP@{name}"] = _mean(r["ap"], keep)
+        report[f"mAP@{name}"] = _map_of(r, exclude_no_relevant)
         if tie_average:
-            tkeep = r["possible"] if exclude_no_relevant else [torch.ones_like(p) for p in r["possible"]]
-            report[f"mAP@{name}_tie_avg"] = _mean(r["tie_ap"], tkeep)
+            report[f"mAP@{name}_tie_avg"] = _tie_map_of(r, exclude_no_relevant)
         report[f"P@{name}"] = float(torch.cat(r["found"]).mean() / k)
     if radius is not None:
         ball = hamming_radius_metrics(prob.q, prob.q_labels, prob.db, prob.db_labels, radius,
