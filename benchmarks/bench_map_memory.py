@@ -7,14 +7,19 @@ distance matrix would need Q * N * 4 bytes: 400 GB here).
 The full problem takes a long time on a small CPU, so ``--queries`` runs the first N queries of it
 (against the full database) and extrapolates the time to ``--total-queries``; extrapolated numbers
 are labelled as such.  Memory is sampled every 20 ms (VmRSS) during each call, for an increasing
-number of queries, to show that the peak does not grow with it.
+number of queries, to show that the peak does not grow with it.  On glibc it also prints the heap's
+bytes in use and the bytes free but kept by the allocator after each call (``mallinfo2``): RSS growth
+with the number of queries that shows up only as "free but held" is allocator retention, not live data;
+``MALLOC_MMAP_THRESHOLD_=131072`` turns glibc's adaptive threshold off and keeps RSS flat.
 
     python benchmarks/bench_map_memory.py --queries 2000
+    MALLOC_MMAP_THRESHOLD_=131072 python benchmarks/bench_map_memory.py
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import pathlib
 import sys
@@ -33,6 +38,23 @@ def rss_mib() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def heap_report() -> str:
+    """glibc heap: bytes in use vs free but held by the allocator ('' where mallinfo2 is unavailable)."""
+    try:
+        fn = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return ""
+    fn.restype = _MallInfo2
+    m = fn()
+    return (f"; glibc heap {m.arena / 2**20:.0f} MiB = in use {m.uordblks / 2**20:.0f} + free but held "
+            f"{m.fordblks / 2**20:.0f}, mmapped {m.hblkhd / 2**20:.0f} MiB")
 
 
 class PeakSampler:
@@ -94,9 +116,10 @@ def main() -> None:
           f"a dense {args.total_queries} x {args.database} float32 distance matrix would be {dense_gb:.0f} GB")
     rm.mean_average_precision(q[:4], ql[:4], db, dl, top_k=args.top_k)  # warm-up
     base = rss_mib()
-    print(f"RSS after inputs + warm-up (baseline): {base:.0f} MiB")
+    print(f"RSS after inputs + warm-up (baseline): {base:.0f} MiB{heap_report()}; "
+          f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')}")
 
-    sizes = sorted({max(1, run_q // 4), run_q})
+    sizes = sorted({max(1, run_q // 4), max(1, run_q // 2), run_q})
     for n in sizes:
         if dev.type == "cuda":
             torch.cuda.synchronize()
@@ -111,6 +134,7 @@ def main() -> None:
         print(f"{n:>7} queries: mAP@{args.top_k} = {value:.6f}  time {elapsed:8.2f} s  "
               f"({elapsed / n * 1e3:.2f} ms/query)  peak RSS {sampler.peak:.0f} MiB "
               f"(+{sampler.peak - base:.0f} MiB over baseline){cuda}")
+        print(f"         after the call: RSS +{rss_mib() - base:.0f} MiB{heap_report()}")
     if run_q < args.total_queries:
         print(f"EXTRAPOLATED (not measured) time for all {args.total_queries} queries: "
               f"{elapsed / run_q * args.total_queries / 60:.1f} min, from {run_q} queries")

@@ -1,4 +1,4 @@
-"""FeatureCache: run a frozen backbone's deterministic prefix once per split, train the head on cached features.
+"""FeatureCache: run a frozen backbone's deterministic part once per split, train the head on cached features.
 
 Enable it from a LightningCLI config::
 
@@ -11,14 +11,18 @@ Enable it from a LightningCLI config::
             # bank_views: 8              # only for random train transforms (CIBHash): explicit approximation
 
 In ``setup`` (Lightning calls the datamodule's ``setup`` first) the callback computes or loads
-``backbone.prefix(image)`` for every split the stage needs and replaces the datamodule's ``train_set`` /
+the deterministic part of the backbone (``Backbone.cache_split``) for every split the stage needs and
+replaces the datamodule's ``train_set`` /
 ``query_set`` / ``database_set`` / ``val_query_set`` with :class:`~datamodules.feature_cache.CachedFeatureDataset`
-stand-ins that yield ``(feature, label, index)``. The model sees 2-D inputs and applies only
-``backbone.suffix`` (VGG16: the official code's live dropout → fc7 → ReLU → dropout), so training and
-evaluation compute what they compute without the cache (``HashModule.features``).
+stand-ins that yield ``(feature, label, index)``. The model sees 2-D inputs and applies only what follows
+the cache point (``freeze_mode=train``, VGG16: the official code's live dropout → fc7 → ReLU → dropout;
+``freeze_mode=eval``: nothing, the whole backbone is cached), so training and evaluation compute what they
+compute without the cache (``HashModule.features``).
 
 A backbone that is trained (DCH, supervised GreedyHash) is left alone with one warning. A random train
-transform (CIBHash) is refused with an error naming ``bank_views`` unless that option is set.
+transform (CIBHash) is refused with an error naming ``bank_views`` unless that option is set, or unless
+``random_train_transform: images`` asks to train on images as usual (exact) while the deterministic
+evaluation splits are still cached.
 """
 from __future__ import annotations
 
@@ -62,6 +66,9 @@ class FeatureCache(L.Callback):
             augmentation, never applied silently). 0 = refuse random train transforms. Unused (one info
             line) when the train transform is deterministic, so one config can serve every method.
         bank_seed: seed of the augmentation bank.
+        random_train_transform: what to do with a random train transform when ``bank_views`` is 0:
+            ``error`` (default: say so and name the options) or ``images`` (train on images with fresh
+            augmentation, exactly as without the cache; cache only the evaluation splits).
         splits: which splits to cache (default all the stage uses: train, val_query, query, database).
         loader_workers: DataLoader workers of the datamodule's loaders over the cached data; None keeps
             the datamodule's ``num_workers``. Reading a batch of cached features is a single memory-map
@@ -73,11 +80,14 @@ class FeatureCache(L.Callback):
                  batch_size: int = 128, num_workers: Optional[int] = None,
                  device: Literal["auto", "cpu", "cuda"] = "auto",
                  autocast: Literal["auto", "none", "bf16", "fp16"] = "auto", channels_last: Optional[bool] = None,
-                 bank_views: int = 0, bank_seed: int = 0, splits: Optional[list[str]] = None,
-                 loader_workers: Optional[int] = 0, progress: bool = True):
+                 bank_views: int = 0, bank_seed: int = 0, random_train_transform: Literal["error", "images"] = "error",
+                 splits: Optional[list[str]] = None, loader_workers: Optional[int] = 0, progress: bool = True):
         super().__init__()
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"FeatureCache device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        if random_train_transform not in ("error", "images"):
+            raise ValueError("FeatureCache random_train_transform must be 'error' or 'images', "
+                             f"got {random_train_transform!r}")
         if int(bank_views) < 0:
             raise ValueError(f"FeatureCache bank_views must be >= 0, got {bank_views}")
         unknown = sorted(set(splits or ()) - set(SPLITS))
@@ -90,6 +100,7 @@ class FeatureCache(L.Callback):
         self.cache_dir, self.dtype, self.batch_size = cache_dir, dtype, int(batch_size)
         self.num_workers, self.device, self.autocast = num_workers, device, autocast
         self.channels_last, self.bank_views, self.bank_seed = channels_last, int(bank_views), int(bank_seed)
+        self.random_train_transform = random_train_transform
         self.splits = tuple(splits) if splits else SPLITS
         self.loader_workers = None if loader_workers is None else int(loader_workers)
         self.progress = bool(progress)
@@ -134,8 +145,8 @@ class FeatureCache(L.Callback):
     # ---------------------------------------------------------------------------------------------
     def setup(self, trainer: "L.Trainer", pl_module: "L.LightningModule", stage: str) -> None:
         backbone = getattr(pl_module, "backbone", None)
-        if backbone is None or not hasattr(backbone, "prefix"):
-            return self._skip(f"{type(pl_module).__name__} has no backbone.prefix to cache")
+        if backbone is None or not hasattr(backbone, "cache_split"):
+            return self._skip(f"{type(pl_module).__name__} has no backbone.cache_split to cache")
         if not getattr(backbone, "frozen", False):
             return self._skip(f"the backbone of {type(pl_module).__name__} is trained (freeze=False), so its "
                               "features change every step and cannot be cached")
@@ -147,7 +158,8 @@ class FeatureCache(L.Callback):
         todo = [(s, ds) for s, ds in todo if ds is not None and not isinstance(ds, CachedFeatureDataset)]
         if not todo:
             return
-        prefix = backbone.prefix
+        prefix = backbone.cache_split[0]
+        whole = prefix is backbone  # freeze_mode=eval: nothing runs after the cache
         _warn_if_prefix_is_random(prefix, getattr(backbone, "freeze_mode", "train"))
         builder = FeatureCacheBuilder(
             self.cache_dir, dtype=self.dtype, batch_size=self.batch_size,
@@ -156,13 +168,19 @@ class FeatureCache(L.Callback):
             progress=self.progress, rank=trainer.global_rank, world=trainer.world_size,
             barrier=lambda: trainer.strategy.barrier("feature_cache"),
             broadcast=lambda obj: trainer.strategy.broadcast(obj, src=0))
-        fields = {**encoder_fields(prefix, getattr(backbone, "name", "")), **self._datamodule_fields(dm)}
-        was_training = prefix.training
+        name = getattr(backbone, "name", "") + (":whole" if whole else "")
+        fields = {**encoder_fields(prefix, name), **self._datamodule_fields(dm)}
+        modes = [(m, m.training) for m in prefix.modules()]  # restored exactly (frozen BN stays in eval)
         prefix.eval()
         try:
             for split, ds in todo:
                 train = split == "train"
                 random = self._random_train_transform(dm, ds) if train else None
+                if random and not self.bank_views and self.random_train_transform == "images":
+                    rank_zero_info(f"FeatureCache: train split left on images: its transform "
+                                   f"{getattr(dm, 'train_transform', '')!r} is random and bank_views=0 "
+                                   "(random_train_transform=images); evaluation splits are cached")
+                    continue
                 if train and self.bank_views and not random:
                     rank_zero_info(f"FeatureCache: bank_views={self.bank_views} not used: the train transform "
                                    f"{getattr(dm, 'train_transform', '')!r} is deterministic, one cached view is exact")
@@ -180,9 +198,12 @@ class FeatureCache(L.Callback):
                                f"{cached.meta.get('shape')} {self.dtype}) in {self.info[split]['seconds']:.1f}s "
                                f"from {cached.path}")
         finally:
-            prefix.train(was_training)
+            for m, mode in modes:
+                m.training = mode
             self.encoder_calls += builder.encoder_calls
-        if self.loader_workers is not None and hasattr(dm, "num_workers"):
+        # one num_workers serves every loader: keep the workers while training still reads images
+        train_on_images = stage == "fit" and not isinstance(getattr(dm, "train_set", None), CachedFeatureDataset)
+        if self.loader_workers is not None and hasattr(dm, "num_workers") and not train_on_images:
             dm.num_workers = self.loader_workers
 
 

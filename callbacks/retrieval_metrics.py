@@ -464,7 +464,9 @@ def _dense_ap(rel: Tensor, ks: Sequence[int]) -> dict:
     gains = (relf * hits / pos).cumsum(1)
     out = {}
     for k in ks:
-        found, gain = hits[:, k - 1], gains[:, k - 1]
+        # clone: a column view would keep the whole (B, k) matrix alive in the per-query results,
+        # and memory would grow with the number of queries instead of staying per chunk
+        found, gain = hits[:, k - 1].clone(), gains[:, k - 1]
         out[k] = (torch.where(found > 0, gain / found.clamp(min=1), torch.zeros_like(gain)), found)
     return out
 

@@ -63,16 +63,25 @@ DATASETS = {
 DATA_KEYS = ("protocol", "train_transform", "eval_transform")
 
 
-def trainer_block(epochs: int, val_every: int, monitor: bool) -> dict:
+# Frozen-backbone methods: run the backbone's deterministic part once per split (callbacks/feature_cache.py).
+# float32 keeps training bit-for-bit what it is without the cache; a random train transform (CIBHash's)
+# stays on images (exact), only the evaluation splits are cached; bank_views=M is the faster opt-in.
+FEATURE_CACHE = {"class_path": "FeatureCache",
+                 "init_args": {"cache_dir": ".cache/features", "dtype": "float32",
+                               "random_train_transform": "images"}}
+
+
+def trainer_block(epochs: int, val_every: int, monitor: bool, cache: bool = True) -> dict:
     ckpt = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True}}
     if monitor:  # CIBHash selects on its separate validation queries, never on the test queries
         ckpt["init_args"].update(monitor="val/mAP@1000", mode="max", filename="best-{epoch}")
+    callbacks = [copy.deepcopy(FEATURE_CACHE)] if cache else []
     return {
         "max_epochs": epochs, "check_val_every_n_epoch": val_every, "num_sanity_val_steps": 0,
         "logger": {"class_path": "lightning.pytorch.loggers.WandbLogger",
                    "init_args": {"project": "hashbench", "save_dir": "logs", "job_type": "train"}},
-        "callbacks": [{"class_path": "RetrievalEvaluation", "init_args": {"radius": 2}},
-                      {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"}, ckpt],
+        "callbacks": callbacks + [{"class_path": "RetrievalEvaluation", "init_args": {"radius": 2}},
+                                  {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"}, ckpt],
     }
 
 
@@ -90,7 +99,8 @@ def pair_config(data: str, method: str) -> dict:
             data_args[key] = value
     return {"seed_everything": 0, "model": model,
             "data": {"class_path": d["class_path"], "init_args": data_args},
-            "trainer": trainer_block(over.get("epochs", m["epochs"]), m["val_every"], m.get("monitor", False))}
+            "trainer": trainer_block(over.get("epochs", m["epochs"]), m["val_every"], m.get("monitor", False),
+                                     cache=model["init_args"].get("freeze", True))}
 
 
 def dump(path: Path, config: dict, header: str) -> None:

@@ -39,6 +39,9 @@ class Backbone(nn.Module):
         self.frozen, self.freeze_mode = freeze, freeze_mode
         if freeze:
             self.requires_grad_(False)
+        # Lightning never calls model.train() when fitting starts (it keeps each module's mode and
+        # restores it after validation), so the modes a frozen backbone needs are set here, once
+        self.train()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.suffix(self.prefix(x))
@@ -57,6 +60,18 @@ class Backbone(nn.Module):
     def cache_is_exact(self) -> bool:
         """True when caching ``prefix`` outputs reproduces training exactly (frozen, deterministic prefix)."""
         return self.frozen
+
+    @property
+    def cache_split(self) -> tuple[nn.Module, nn.Module]:
+        """``(cached, after_cache)``: what the feature cache runs once, and what must still run every step.
+
+        A frozen backbone in ``freeze_mode="eval"`` is deterministic end to end, so the whole of it is
+        cached (VGG16: fc7 too, leaving a head-only step); otherwise only the prefix is cached and the
+        random suffix (the official code's live dropout) runs each step.
+        """
+        if self.frozen and self.freeze_mode == "eval":
+            return self, nn.Identity()
+        return self.prefix, self.suffix
 
 
 def build_backbone(name: str = "vgg16", pretrained: bool = True, weights_path: Optional[str] = None,

@@ -73,10 +73,11 @@ class HashModule(L.LightningModule):
 
     # ---- forward pieces -------------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Backbone features. 4-D input = images; 2-D input = cached outputs of the backbone prefix
-        (the feature cache), to which only the stochastic suffix (e.g. VGG's live dropout) is applied."""
+        """Backbone features. 4-D input = images; 2-D input = rows of the feature cache, to which only
+        the part after the cache point runs (``Backbone.cache_split``: VGG's live dropout → fc7 → ReLU →
+        dropout in ``freeze_mode=train``, nothing in ``freeze_mode=eval``)."""
         if x.dim() == 2:
-            return self.backbone.suffix(x)
+            return self.backbone.cache_split[1](x)
         return self.backbone(x)
 
     def hash_scores(self, x: torch.Tensor) -> torch.Tensor:

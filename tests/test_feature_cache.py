@@ -19,7 +19,7 @@ from datamodules.cifar import CIFAR10
 from datamodules.feature_cache import (CachedFeatureDataset, FeatureCacheBuilder, RandomTransformError,
                                        cache_features, cache_key, encoder_fields)
 from lightning_modules import BiHalfNet, CIBHash, GreedyHash
-from lightning_modules.backbones import build_backbone
+from lightning_modules.backbones import Backbone, build_backbone
 from tests.data_fixtures import write_cifar
 from tests.toy import ToyImages
 
@@ -53,7 +53,10 @@ def vgg_template():
 
 @pytest.fixture()
 def vgg_models(vgg_template, monkeypatch):
-    monkeypatch.setattr(module_base, "build_backbone", lambda *a, **k: copy.deepcopy(vgg_template))
+    def copy_of_template(name, pretrained, weights_path, freeze, freeze_mode):  # HashModule's call
+        t = copy.deepcopy(vgg_template)
+        return Backbone(t.name, t.prefix, t.suffix, t.out_dim, freeze=freeze, freeze_mode=freeze_mode)
+    monkeypatch.setattr(module_base, "build_backbone", copy_of_template)
 
     def make(cls, **kw):
         torch.manual_seed(1)  # same head initialisation in both runs
@@ -130,6 +133,31 @@ def test_same_loss_trajectory_with_and_without_the_cache(cls, cifar_root, vgg_mo
     dm.train_set = frozen_mask
     wrong = run_losses(model, dm)
     assert (wrong - plain).abs().max() > 1e-3
+
+
+def test_eval_mode_caches_the_whole_backbone_and_trains_the_same(cifar_root, vgg_models, tmp_path):
+    """freeze_mode=eval: VGG16 is deterministic end to end, so the cache holds relu(fc7) (no per-step fc7)
+    and the losses equal the uncached run's."""
+    def eval_model():
+        return vgg_models(BiHalfNet, freeze_mode="eval")
+
+    plain = run_losses(eval_model(), cifar(cifar_root, **SMALL))
+    cache = FeatureCache(cache_dir=str(tmp_path), dtype="float32", splits=["train"], progress=False)
+    dm = cifar(cifar_root, **SMALL)
+    model = eval_model()
+    cached = run_losses(model, dm, callbacks=[cache])
+    torch.testing.assert_close(cached, plain, rtol=1e-4, atol=1e-6)
+    assert plain.std() > 0
+
+    rows = dm.train_set.get_batch([0, 1])[0]
+    images = torch.stack([dm.train_set.source[i][0] for i in (0, 1)])
+    bb = model.backbone.eval()
+    with torch.no_grad():
+        whole, prefix_only = bb(images), bb.prefix(images)
+    torch.testing.assert_close(rows, whole, rtol=1e-4, atol=1e-5)  # relu(fc7), not relu(fc6)
+    assert (rows - prefix_only).abs().max() > 1e-3
+    assert isinstance(bb.cache_split[1], nn.Identity) and bb.cache_split[0] is bb
+    assert dm.train_set.meta["fields"]["encoder"] == "vgg16:whole"
 
 
 # ---------------------------------------------------------------------------------------------- (2) second run loads
@@ -311,6 +339,27 @@ def test_callback_refuses_random_train_transform_without_bank(cifar_root, tmp_pa
                         callbacks=[cache])
     trainer.fit(model, cifar(cifar_root, train_transform="cibhash", batch_size=4, **SMALL))
     assert trainer.global_step == 2 and cache.info["train"]["shape"][0] == 3
+
+
+def test_random_train_transform_can_stay_on_images_while_evaluation_is_cached(cifar_root, tmp_path):
+    """random_train_transform=images: CIBHash trains on fresh augmentations exactly as without the cache
+    (same losses), the deterministic query/database splits are cached, the loader workers are kept."""
+    def run(callbacks):
+        torch.manual_seed(0)
+        model = CIBHash(bits=8, backbone="tiny_cnn", pretrained=False, freeze=True)
+        dm = cifar(cifar_root, train_transform="cibhash", batch_size=4, num_workers=1, **SMALL)
+        return run_losses(model, dm, steps=3, callbacks=callbacks), dm
+
+    plain, _ = run([])
+    cache = FeatureCache(cache_dir=str(tmp_path), random_train_transform="images", progress=False)
+    on_images, dm = run([cache])
+    torch.testing.assert_close(on_images, plain)
+    assert plain.std() > 0
+    assert not isinstance(dm.train_set, CachedFeatureDataset) and "train" not in cache.info
+    assert isinstance(dm.database_set, CachedFeatureDataset) and isinstance(dm.query_set, CachedFeatureDataset)
+    assert dm.num_workers == 1  # image decoding/augmentation still needs the workers
+    with pytest.raises(ValueError, match="random_train_transform"):
+        FeatureCache(random_train_transform="skip")
 
 
 def test_trained_backbone_is_left_alone_with_a_warning(cifar_root, tmp_path):

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from lightning_modules import DCH, BiHalfNet, CIBHash, GreedyHash
+from lightning_modules.backbones import build_backbone
 from tests.toy import ToyData
 
 TINY = dict(backbone="tiny_cnn", pretrained=False)
@@ -80,6 +81,38 @@ def test_frozen_backbone_keeps_dropout_live_in_train_mode_but_not_batchnorm():
     assert bns and not any(m.training for m in bns)
     det = build_backbone("vgg16", pretrained=False, freeze=True, freeze_mode="eval").train()
     assert not det.suffix[0].training
+
+
+class _ModesSeenInTraining(L.Callback):
+    def __init__(self):
+        self.modes = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.modes.append({n: m.training for n, m in pl_module.backbone.named_modules()})
+
+
+@pytest.mark.parametrize("freeze_mode", ["train", "eval"])
+def test_frozen_backbone_modes_hold_inside_trainer_fit(freeze_mode):
+    """Lightning keeps the modes modules were built with (it never calls model.train() when fitting), so the
+    backbone must be built in them: frozen BatchNorm statistics do not move during training on images,
+    and freeze_mode=eval has no live layer at any step."""
+    model = BiHalfNet(bits=8, backbone="mobilenet_v2", pretrained=False, freeze=True, freeze_mode=freeze_mode)
+    bns = {n: m for n, m in model.backbone.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    stats = {n: (m.running_mean.clone(), m.running_var.clone()) for n, m in bns.items()}
+    seen = _ModesSeenInTraining()
+    trainer = L.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        callbacks=[seen])
+    trainer.fit(model, ToyData())
+    assert len(seen.modes) == 3
+    for modes in seen.modes:
+        assert not any(modes[n] for n in bns)
+        if freeze_mode == "eval":
+            assert not any(modes.values())
+    for n, m in bns.items():
+        assert torch.equal(m.running_mean, stats[n][0]) and torch.equal(m.running_var, stats[n][1]), n
+    assert not build_backbone("vgg16", pretrained=False, freeze=True, freeze_mode="eval").suffix[0].training
+    assert build_backbone("vgg16", pretrained=False, freeze=True).suffix[0].training  # official: dropout live
 
 
 def test_wrong_number_of_views_is_one_clear_error():

@@ -390,6 +390,19 @@ def test_chunk_size_does_not_change_results(chunk):
     assert precision_at_k(q, ql, db, dl, 40, chunk_size=chunk) == pytest.approx(brute_precision_at(q, ql, db, dl, 40))
 
 
+@pytest.mark.parametrize("tie_average", [False, True])
+def test_kept_per_query_results_own_only_their_values(tie_average):
+    """What a chunk leaves behind is O(queries), not a view into the chunk's (B, k) work matrices:
+    otherwise memory grows with the number of queries (seen at 100k queries x 1M database)."""
+    q, ql, db, dl = make_problem(7, 40, 500, 16, multi=True)
+    prob = rm._prepare(q, ql, db, dl)
+    out = rm._topk_metrics(prob, [5, 100], tie_average=tie_average, chunk_size=8)
+    kept = [t for per_k in out.values() for values in per_k.values() for t in values]
+    assert len(kept) == 2 * (4 if tie_average else 2) * 5  # 5 chunks of 8 queries
+    for t in kept:
+        assert t.untyped_storage().nbytes() == t.numel() * t.element_size() <= 8 * 8
+
+
 def test_streaming_over_many_blocks(monkeypatch):
     problems = [make_problem(seed, nq, ndb, bits, multi=multi, dup_pool=pool)
                 for seed, nq, ndb, bits, multi, pool in CASES[:4]]
