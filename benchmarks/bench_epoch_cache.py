@@ -6,7 +6,8 @@ model summary and checkpointing off, no validation):
 1. **without the cache**: every step runs VGG16 on the images (what the official code does every epoch);
 2. **official-style plain loop** (optional): the same, in a bare PyTorch loop (the reference structure);
 3. **with the cache**: the one-off build of relu(fc6) for the train split (timed separately), then epochs
-   that read the memory map and run only VGG's live suffix (dropout → fc7 → ReLU → dropout) + the head;
+   that read the memory map and run only VGG's live suffix (dropout → fc7 → ReLU → dropout) + the head
+   (with ``--freeze-mode eval``: relu(fc7) is cached and only the head runs);
    then a second run that *loads* the cache (no backbone pass at all);
 4. **data path**: µs to fetch one cached batch by per-item ``__getitem__`` + collate, by the datamodule's
    loader (``__getitems__``: one fancy-index per batch), by ``batch_loader`` (``batch_size=None``, no collate),
@@ -14,6 +15,7 @@ model summary and checkpointing off, no validation):
 5. **paper-size cached epoch** (BiHalf CIFAR-10(I): 50,000 train rows of 4096 fp16 features, batch 32):
    measured on synthetic rows over ``--paper-steps`` steps and scaled to the epoch's 1,562 steps
    (labelled EXTRAPOLATED unless ``--paper-steps 0`` runs the full epoch);
+   ``--freeze-mode eval`` caches the whole deterministic backbone instead (relu(fc7)): head-only steps;
 6. **paper-size uncached epoch** (EXTRAPOLATED): VGG16 forward at 224 px timed on a few images and scaled
    to 50,000 images (a lower bound: it leaves out the suffix, head, loader and JPEG decode).
 
@@ -89,7 +91,7 @@ def make_data(args, root: str):
 
 def make_model(args) -> BiHalfNet:
     torch.manual_seed(0)
-    return BiHalfNet(bits=64, backbone=args.backbone, pretrained=False, freeze=True)
+    return BiHalfNet(bits=64, backbone=args.backbone, pretrained=False, freeze=True, freeze_mode=args.freeze_mode)
 
 
 def fit_epochs(args, model, dm, callbacks) -> list[float]:
@@ -249,6 +251,9 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--backbone", default="vgg16")
+    p.add_argument("--freeze-mode", default="train", choices=["train", "eval"],
+                   help="train = official (VGG dropout live: relu(fc6) cached, fc7 each step); "
+                        "eval = deterministic backbone, cached whole (head-only steps)")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--cache-dir", default=None, help="default: a temporary folder, removed at the end")
@@ -275,7 +280,7 @@ def main(argv=None):
         n = len(dm.train_set)
         print(f"data: {type(dm).__name__} train split {n} images at {args.image_size} px, batch {args.batch_size} "
               f"({n // args.batch_size} steps/epoch), {args.epochs} epochs per run, num_workers {args.num_workers}; "
-              f"BiHalfNet {args.backbone} frozen, 64 bits; Trainer: no logger/bar/summary/checkpoint/validation")
+              f"BiHalfNet {args.backbone} frozen (freeze_mode={args.freeze_mode}), 64 bits; Trainer: no logger/bar/summary/checkpoint/validation")
 
         plain = fit_epochs(args, make_model(args), make_data(args, data_root), [])
         print(f"\n== without cache (Lightning, backbone every step): epochs {', '.join(f'{e:.2f}' for e in plain)} s")

@@ -48,7 +48,8 @@ _STAGE_SPLITS = {
 
 
 class FeatureCache(L.Callback):
-    """Cache a frozen backbone's prefix outputs per split on disk and train/evaluate from them.
+    """Cache a frozen backbone's deterministic part (``Backbone.cache_split[0]``) per split on disk and
+    train/evaluate from it. A split already holding features of another encoder is recomputed.
 
     Args:
         cache_dir: root folder of the cache (one sub-folder per split, backbone and key).
@@ -63,16 +64,17 @@ class FeatureCache(L.Callback):
         channels_last: channels-last encoder input; None = on CUDA only.
         bank_views: for a random train transform only: precompute this many augmented views per train
             image and let every item draw ``views`` distinct ones per epoch (an approximation of fresh
-            augmentation, never applied silently). 0 = refuse random train transforms. Unused (one info
+            augmentation, never applied silently). 0 = see ``random_train_transform``. Unused (one info
             line) when the train transform is deterministic, so one config can serve every method.
         bank_seed: seed of the augmentation bank.
         random_train_transform: what to do with a random train transform when ``bank_views`` is 0:
             ``error`` (default: say so and name the options) or ``images`` (train on images with fresh
             augmentation, exactly as without the cache; cache only the evaluation splits).
         splits: which splits to cache (default all the stage uses: train, val_query, query, database).
-        loader_workers: DataLoader workers of the datamodule's loaders over the cached data; None keeps
-            the datamodule's ``num_workers``. Reading a batch of cached features is a single memory-map
-            read, cheaper in-process than shipping it from worker processes (benchmarks/README.md).
+        loader_workers: DataLoader workers of the datamodule's loaders once every split of the stage is
+            cached; while any split is still read from images the datamodule's own ``num_workers`` is kept.
+            None keeps it always. Reading a batch of cached features is a single memory-map read, cheaper
+            in-process than shipping it from worker processes (benchmarks/README.md).
         progress: show the build progress bar (rank 0).
     """
 
@@ -153,14 +155,30 @@ class FeatureCache(L.Callback):
         dm = trainer.datamodule
         if dm is None:
             return self._skip("no datamodule (loaders were passed directly), nothing to replace")
-        wanted = [s for s in _STAGE_SPLITS.get(stage, SPLITS) if s in self.splits]
-        todo = [(s, getattr(dm, f"{s}_set", None)) for s in wanted]
-        todo = [(s, ds) for s, ds in todo if ds is not None and not isinstance(ds, CachedFeatureDataset)]
-        if not todo:
-            return
-        prefix = backbone.cache_split[0]
-        whole = prefix is backbone  # freeze_mode=eval: nothing runs after the cache
-        _warn_if_prefix_is_random(prefix, getattr(backbone, "freeze_mode", "train"))
+        stage_splits = _STAGE_SPLITS.get(stage, SPLITS)
+        encoder = backbone.cache_split[0]
+        name = getattr(backbone, "name", "") + (":whole" if encoder is backbone else "")
+        todo, fields = [], None
+        for split in (s for s in stage_splits if s in self.splits):
+            ds = getattr(dm, f"{split}_set", None)
+            if isinstance(ds, CachedFeatureDataset):  # e.g. a datamodule whose setup() keeps its sets
+                fields = fields or encoder_fields(encoder, name)
+                if all(ds.meta.get("fields", {}).get(k) == v for k, v in fields.items()):
+                    continue
+                if ds.source is None:
+                    raise ValueError(f"FeatureCache: the {split} split of {type(dm).__name__} holds features of "
+                                     f"another encoder ({ds.meta.get('fields', {}).get('encoder')!r}, not {name!r}) "
+                                     "and no images to recompute them from; call the datamodule's setup() again")
+                rank_zero_info(f"FeatureCache: {split} was cached by another encoder; caching it for {name!r}")
+                ds = ds.source
+            if ds is not None:
+                todo.append((split, ds))
+        if todo:
+            self._cache_splits(trainer, dm, backbone, encoder, name, todo)
+        self._set_loader_workers(dm, stage_splits)
+
+    def _cache_splits(self, trainer, dm, backbone, encoder, name: str, todo: list) -> None:
+        _warn_if_prefix_is_random(encoder, getattr(backbone, "freeze_mode", "train"))
         builder = FeatureCacheBuilder(
             self.cache_dir, dtype=self.dtype, batch_size=self.batch_size,
             num_workers=getattr(dm, "num_workers", 0) if self.num_workers is None else self.num_workers,
@@ -168,10 +186,9 @@ class FeatureCache(L.Callback):
             progress=self.progress, rank=trainer.global_rank, world=trainer.world_size,
             barrier=lambda: trainer.strategy.barrier("feature_cache"),
             broadcast=lambda obj: trainer.strategy.broadcast(obj, src=0))
-        name = getattr(backbone, "name", "") + (":whole" if whole else "")
-        fields = {**encoder_fields(prefix, name), **self._datamodule_fields(dm)}
-        modes = [(m, m.training) for m in prefix.modules()]  # restored exactly (frozen BN stays in eval)
-        prefix.eval()
+        fields = {**encoder_fields(encoder, name), **self._datamodule_fields(dm)}
+        modes = [(m, m.training) for m in encoder.modules()]  # restored exactly (frozen BN stays in eval)
+        encoder.eval()
         try:
             for split, ds in todo:
                 train = split == "train"
@@ -180,13 +197,14 @@ class FeatureCache(L.Callback):
                     rank_zero_info(f"FeatureCache: train split left on images: its transform "
                                    f"{getattr(dm, 'train_transform', '')!r} is random and bank_views=0 "
                                    "(random_train_transform=images); evaluation splits are cached")
+                    setattr(dm, f"{split}_set", ds)
                     continue
                 if train and self.bank_views and not random:
                     rank_zero_info(f"FeatureCache: bank_views={self.bank_views} not used: the train transform "
                                    f"{getattr(dm, 'train_transform', '')!r} is deterministic, one cached view is exact")
                 t0 = time.perf_counter()
                 cached = builder.get(
-                    ds, prefix, fields, split=split, bank_views=self.bank_views if random else 0,
+                    ds, encoder, fields, split=split, bank_views=self.bank_views if random else 0,
                     bank_seed=self.bank_seed, views=(getattr(dm, "views", None) or 1) if train else 1,
                     random_transform=random,
                     transform_name=getattr(dm, "train_transform", None) if train else None)
@@ -201,10 +219,17 @@ class FeatureCache(L.Callback):
             for m, mode in modes:
                 m.training = mode
             self.encoder_calls += builder.encoder_calls
-        # one num_workers serves every loader: keep the workers while training still reads images
-        train_on_images = stage == "fit" and not isinstance(getattr(dm, "train_set", None), CachedFeatureDataset)
-        if self.loader_workers is not None and hasattr(dm, "num_workers") and not train_on_images:
-            dm.num_workers = self.loader_workers
+
+    def _set_loader_workers(self, dm, stage_splits) -> None:
+        """One ``num_workers`` serves every loader: ``loader_workers`` once every split of the stage is cached,
+        the datamodule's own value (remembered on first change) while any split is still read from images."""
+        if self.loader_workers is None or not hasattr(dm, "num_workers"):
+            return
+        if not hasattr(dm, "_image_num_workers"):
+            dm._image_num_workers = dm.num_workers
+        sets = [getattr(dm, f"{s}_set", None) for s in stage_splits]
+        on_images = any(ds is not None and not isinstance(ds, CachedFeatureDataset) for ds in sets)
+        dm.num_workers = dm._image_num_workers if on_images else self.loader_workers
 
 
 def _warn_if_prefix_is_random(prefix: torch.nn.Module, freeze_mode: str) -> None:

@@ -5,7 +5,8 @@ code runs the whole VGG16 over every image every epoch. The expensive, determini
 backbone (its ``prefix``: convs → fc6 → ReLU for VGG16) is computed once per split and image transform
 and stored as a memory-mapped ``.npy``; every epoch (and every later run) reads it. What is random in
 training (VGG's live dropout → fc7 → ReLU → dropout, METHODS.md §0.3) stays in the model's ``suffix``
-and runs each step, so training with the cache is the same computation as without it.
+and runs each step, so training with the cache is the same computation as without it. With
+``freeze_mode=eval`` nothing is random and the whole backbone is cached (``Backbone.cache_split``).
 
 Layout of one cache entry (``<cache_dir>/<split>-<backbone>-<key[:16]>/``)::
 

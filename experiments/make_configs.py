@@ -64,7 +64,7 @@ DATA_KEYS = ("protocol", "train_transform", "eval_transform")
 
 
 # Frozen-backbone methods: run the backbone's deterministic part once per split (callbacks/feature_cache.py).
-# float32 keeps training bit-for-bit what it is without the cache; a random train transform (CIBHash's)
+# float32 keeps training what it is without the cache (to float rounding; tested at rtol 1e-4); a random train transform (CIBHash's)
 # stays on images (exact), only the evaluation splits are cached; bank_views=M is the faster opt-in.
 FEATURE_CACHE = {"class_path": "FeatureCache",
                  "init_args": {"cache_dir": ".cache/features", "dtype": "float32",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import netrc
 import os
 import sys
+import warnings
 from importlib import import_module
 from typing import Optional
 import yaml
@@ -24,6 +25,10 @@ import lightning_modules.dch  # noqa: F401
 import lightning_modules.greedyhash  # noqa: F401
 from datamodules.base import HashDataModule
 from lightning_modules.base import HashModule
+
+# A frozen backbone is in eval mode (frozen BatchNorm; freeze_mode=eval) on purpose; Lightning warns about it
+# at every fit. Silenced for hashbench runs only (this module is the CLI's).
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
 
 def wandb_api_key_configured() -> bool:

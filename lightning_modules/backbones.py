@@ -36,7 +36,7 @@ class Backbone(nn.Module):
             raise ValueError(f"freeze_mode must be 'train' (official: dropout live) or 'eval', got {freeze_mode!r}")
         self.name, self.out_dim = name, out_dim
         self.prefix, self.suffix = prefix, suffix
-        self.frozen, self.freeze_mode = freeze, freeze_mode
+        self.frozen, self._freeze_mode = freeze, freeze_mode
         if freeze:
             self.requires_grad_(False)
         # Lightning never calls model.train() when fitting starts (it keeps each module's mode and
@@ -45,6 +45,11 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.suffix(self.prefix(x))
+
+    @property
+    def freeze_mode(self) -> str:
+        """Read-only: the modes it implies are set at construction (Lightning never calls train() on fit)."""
+        return self._freeze_mode
 
     def train(self, mode: bool = True) -> "Backbone":
         super().train(mode)
@@ -69,7 +74,7 @@ class Backbone(nn.Module):
         cached (VGG16: fc7 too, leaving a head-only step); otherwise only the prefix is cached and the
         random suffix (the official code's live dropout) runs each step.
         """
-        if self.frozen and self.freeze_mode == "eval":
+        if self.frozen and self.freeze_mode == "eval" and not isinstance(self.suffix, nn.Identity):
             return self, nn.Identity()
         return self.prefix, self.suffix
 

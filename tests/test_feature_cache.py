@@ -358,8 +358,39 @@ def test_random_train_transform_can_stay_on_images_while_evaluation_is_cached(ci
     assert not isinstance(dm.train_set, CachedFeatureDataset) and "train" not in cache.info
     assert isinstance(dm.database_set, CachedFeatureDataset) and isinstance(dm.query_set, CachedFeatureDataset)
     assert dm.num_workers == 1  # image decoding/augmentation still needs the workers
+    cache._set_loader_workers(dm, ("val_query", "query", "database"))  # validate: every split it reads is cached
+    assert dm.num_workers == 0
+    cache._set_loader_workers(dm, ("train", "val_query", "query", "database"))  # fit again: workers come back
+    assert dm.num_workers == 1
     with pytest.raises(ValueError, match="random_train_transform"):
         FeatureCache(random_train_transform="skip")
+
+
+def test_split_cached_by_another_encoder_is_recomputed(cifar_root, tmp_path):
+    """A datamodule whose setup() keeps its sets can hand a new model features of the previous one (same
+    width): the callback compares the encoder fingerprint and recomputes from the kept images."""
+    def model(seed):
+        torch.manual_seed(seed)
+        return BiHalfNet(bits=8, backbone="tiny_cnn", pretrained=False)
+
+    def fit(m, dm):
+        trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                            callbacks=[FeatureCache(cache_dir=str(tmp_path), dtype="float32", splits=["train"],
+                                                    progress=False)])
+        trainer.fit(m, dm)
+
+    dm = cifar(cifar_root, **SMALL)
+    fit(model(0), dm)
+    first = dm.train_set
+    dm.setup = lambda stage=None: None  # keeps the cached set
+    second = model(1)
+    fit(second, dm)
+    assert isinstance(dm.train_set, CachedFeatureDataset) and dm.train_set.path != first.path
+    images = torch.stack([first.source[i][0] for i in (0, 1)])
+    with torch.no_grad():
+        expected = second.backbone.prefix(images)
+    torch.testing.assert_close(dm.train_set.get_batch([0, 1])[0], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_trained_backbone_is_left_alone_with_a_warning(cifar_root, tmp_path):
