@@ -30,6 +30,7 @@ put in ranking order by one stable sort of their small integer keys ``row * (K+1
 
 from __future__ import annotations
 
+import ctypes
 import math
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence, Union
@@ -253,9 +254,32 @@ def _chunk_size(chunk_size: Optional[int], prob: _Problem, depth: int) -> int:
     return int(max(1, min(_MAX_CHUNK, id_cap, prob.num_queries, _CHUNK_BUDGET_BYTES // per_row)))
 
 
-def _chunks(num: int, size: int) -> Iterator[tuple[int, int]]:
+def _chunks(num: int, size: int, device: Optional[torch.device] = None) -> Iterator[tuple[int, int]]:
     for start in range(0, num, size):
         yield start, min(num, start + size)
+        if device is not None and device.type == "cpu" and start + size < num:
+            _return_free_heap()
+
+
+def _libc_malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to do
+        return None
+
+
+_MALLOC_TRIM = _libc_malloc_trim()
+
+
+def _return_free_heap() -> None:
+    """Give the chunk's freed buffers back to the OS between chunks (glibc only).
+
+    A chunk allocates and frees buffers of varying size; glibc's adaptive mmap threshold then serves them
+    from the heap and keeps the freed pages, so RSS grew with the number of queries while the bytes in
+    use stayed flat (docs/benchmarks.md). ``malloc_trim(0)`` releases them; it costs well under 1% of a chunk.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -615,7 +639,7 @@ def _topk_metrics(prob: _Problem, ks: Sequence[int], tie_average: bool, chunk_si
     kmax = max(ks)
     chunk = _chunk_size(chunk_size, prob, kmax)
     out = {k: {"ap": [], "found": [], "tie_ap": [], "possible": []} for k in ks}
-    for q0, q1 in _chunks(prob.num_queries, chunk):
+    for q0, q1 in _chunks(prob.num_queries, chunk, prob.device):
         cand = _select_topk(prob, prob.q[q0:q1], kmax, keep_ties=tie_average)
         stable = _dense_ap(_topk_relevance(prob, cand, q0, q1 - q0, kmax), ks)
         counts = _bucket_counts(prob, cand, q0, q1 - q0) if tie_average else None
@@ -712,7 +736,7 @@ def _relevant_totals(prob: _Problem, chunk: int) -> Tensor:
     """(Q,) float64 number of relevant database items per query, via the distinct label sets."""
     sets, counts = torch.unique(prob.db_labels, dim=0, return_counts=True)
     totals = []
-    for q0, q1 in _chunks(prob.num_queries, chunk):
+    for q0, q1 in _chunks(prob.num_queries, chunk, prob.device):
         share = (prob.q_labels[q0:q1] @ sets.T) > 0
         totals.append((share.double() * counts.double()).sum(1))
     return torch.cat(totals)
@@ -726,7 +750,7 @@ def _distance_histograms(prob: _Problem, chunk_size: Optional[int]) -> tuple[Ten
     bits = prob.bits
     chunk = _chunk_size(chunk_size, prob, 0)
     all_counts, rel_counts = [], []
-    for q0, q1 in _chunks(prob.num_queries, chunk):
+    for q0, q1 in _chunks(prob.num_queries, chunk, prob.device):
         rows_in_chunk = q1 - q0
         offset = (torch.arange(rows_in_chunk, device=prob.device) * (bits + 1))[:, None]
         counts = torch.zeros(rows_in_chunk * (bits + 1) * 2, dtype=torch.int64, device=prob.device)
@@ -838,7 +862,7 @@ def _pr_by_rank_stable(prob: _Problem, ranks: list[int], average: str, chunk_siz
     totals = _relevant_totals(prob, chunk)
     at = torch.tensor(ranks, device=prob.device)
     hits = []
-    for q0, q1 in _chunks(prob.num_queries, chunk):
+    for q0, q1 in _chunks(prob.num_queries, chunk, prob.device):
         cand = _select_topk(prob, prob.q[q0:q1], kmax, keep_ties=False)
         rel = _topk_relevance(prob, cand, q0, q1 - q0, kmax).double()
         hits.append(rel.cumsum(1)[:, at - 1])
@@ -879,7 +903,7 @@ def hamming_radius_metrics(
     chunk = _chunk_size(chunk_size, prob, prob.num_db)
     totals = _relevant_totals(prob, chunk)
     prec, rec, ap, ap_keep = [], [], [], []
-    for q0, q1 in _chunks(prob.num_queries, chunk):
+    for q0, q1 in _chunks(prob.num_queries, chunk, prob.device):
         rows_in_chunk = q1 - q0
         ball = torch.full((rows_in_chunk,), min(int(radius), prob.bits), dtype=torch.int64, device=prob.device)
         cand = _select(prob, prob.q[q0:q1], ball)
