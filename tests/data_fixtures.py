@@ -28,6 +28,18 @@ FLICKR_CONCEPTS = ("animals", "baby", "bird", "car", "clouds", "dog", "female", 
                    "structures", "sunset", "transport", "tree", "water")
 
 
+def set_up(cls, root: str, defaults: dict, **overrides):
+    """``cls(root=root, **defaults)`` with ``overrides`` applied, after ``setup("fit")``."""
+    dm = cls(root=root, **{**defaults, **overrides})
+    dm.setup("fit")
+    return dm
+
+
+def class_counts(ds, num_classes: int = 10) -> np.ndarray:
+    """Items per class of a single-label split (labels are one-hot rows)."""
+    return np.bincount(ds.labels.argmax(1).numpy(), minlength=num_classes)
+
+
 def color_of(k: int) -> Tuple[int, int, int]:
     """A flat colour that identifies image number k (k < 40 * 40)."""
     return (16 + 6 * (k % 40), 16 + 6 * ((k // 40) % 40), 128)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
 
-from data_fixtures import write_cifar
+from data_fixtures import class_counts, set_up, write_cifar
 from datamodules import CIFAR10, DatasetFormatError, DatasetNotFoundError, ProtocolSizeError
 from datamodules.protocols import SplitFileMismatchError, load_splits
 
@@ -25,15 +25,7 @@ def cifar_root(tmp_path):
 
 
 def make(root, **kw):
-    args = dict(SMALL)
-    args.update(kw)
-    dm = CIFAR10(root=root, **args)
-    dm.setup("fit")
-    return dm
-
-
-def cls_counts(ds):
-    return np.bincount(ds.labels.argmax(1).numpy(), minlength=10)
+    return set_up(CIFAR10, root, SMALL, **kw)
 
 
 @pytest.mark.parametrize("protocol,sizes,expect", [
@@ -67,7 +59,7 @@ def test_protocol_sizes_and_overlap_rules(cifar_root, protocol, sizes, expect):
 def test_per_class_counts_and_default_top_k(cifar_root):
     root, _ = cifar_root
     dm = make(root, protocol="bihalf_ii", query_size=5, train_size=3)
-    assert (cls_counts(dm.query_set) == 5).all() and (cls_counts(dm.train_set) == 3).all()
+    assert (class_counts(dm.query_set) == 5).all() and (class_counts(dm.train_set) == 3).all()
     assert dm.top_k is None and dm.num_classes == 10
     assert CIFAR10(root=root, protocol="bihalf_i").top_k == 1000
     assert CIFAR10(root=root, protocol="cibhash").top_k == 1000

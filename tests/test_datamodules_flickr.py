@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from data_fixtures import FLICKR_CONCEPTS, decode_color, write_bihalf_flickr_lists, write_list_dataset, write_mirflickr
+from data_fixtures import (FLICKR_CONCEPTS, decode_color, set_up, write_bihalf_flickr_lists, write_list_dataset,
+                           write_mirflickr)
 from datamodules import DatasetFormatError, DatasetNotFoundError, Flickr25k
 from datamodules.protocols import load_splits
 
@@ -16,11 +17,7 @@ SMALL = dict(image_size=16, num_workers=0, batch_size=4, normalize="none", num_i
 
 
 def make(root, **kw):
-    args = dict(SMALL)
-    args.update(kw)
-    dm = Flickr25k(root=root, **args)
-    dm.setup("fit")
-    return dm
+    return set_up(Flickr25k, root, SMALL, **kw)
 
 
 def test_annotations_layout_labels_sizes_and_rules(tmp_path):

