@@ -181,7 +181,9 @@ class HashbenchCLI(LightningCLI):
         if ckpt:
             check_checkpoint_file(ckpt)
         subcommand = self.config.get("subcommand")
-        self.resuming = subcommand == "fit" and bool(ckpt)
+        # a programmatic fit (hashbench compare) resumes when the run directory holds checkpoints
+        self.resuming = bool(ckpt) if subcommand else has_checkpoints(self.run)
+        self.resuming = self.resuming and subcommand in ("fit", None)
         if subcommand == "fit" and not ckpt and is_global_zero() and has_checkpoints(self.run):
             raise RunError(f"run directory {self.run} already holds checkpoints of an earlier run. Resume it with "
                            "--ckpt_path last, start a separate run with --run_name <new name>, or delete "
