@@ -90,9 +90,10 @@ def retrieval_examples_figure(out: Path, sweep: Sweep, info: TitleInfo):
                               f"{len(example['retrieved'])} relevant")
             for j, (db, rel, dist) in enumerate(zip(example["retrieved"], example["relevant"], example["distance"])):
                 x = _LABEL_COL + _QUERY_COL + j * (_TILE + _GAP)
-                mosaic[y:y + _TILE, x:x + _TILE] = _framed(tiles[("database", int(db))], RELEVANT if rel else IRRELEVANT)
+                colour = RELEVANT if rel else IRRELEVANT
+                mosaic[y:y + _TILE, x:x + _TILE] = _framed(tiles[("database", int(db))], colour)
                 ax.text(x + _TILE / 2, y + _TILE + 1, f"{'✓' if rel else '✗'} d={dist}", ha="center", va="top",
-                        fontsize=6.5, color=RELEVANT if rel else IRRELEVANT)
+                        fontsize=6.5, color=colour)
         for i, text in enumerate(row_labels):  # names drawn inside the image's label column: no layout guesswork
             ax.text(_LABEL_COL - _GAP, i * (_TILE + _ROW_GAP) + _TILE / 2, text, ha="right", va="center", fontsize=8)
         ax.imshow(mosaic, interpolation="nearest")

@@ -47,6 +47,11 @@ def title(fig, *lines: str, fontsize: float = 10) -> None:
     fig.suptitle("\n".join(textwrap.fill(line, chars) for line in lines), fontsize=fontsize)
 
 
+def averaged(info: TitleInfo, how: str) -> str:
+    """'mean ± std over 2 seeds (0, 1)', or 'one run each, seed 0' for a single-seed sweep."""
+    return f"one run each, seed {info.seeds[0]}" if len(info.seeds) == 1 else f"{how} over {info.seeds_text}"
+
+
 def seeds_note(sweep: Sweep, info: TitleInfo) -> str:
     """'' when every shown cell has all seeds, else a pointer to the failed runs."""
     full = len(info.seeds)
@@ -72,10 +77,10 @@ def map_vs_bits_figure(sweep: Sweep, info: TitleInfo, styles: dict):
     ax.set_xticks(sweep.bits, [str(b) for b in sweep.bits])
     ax.minorticks_off()
     ax.set_xlabel("code length (bits)")
-    ax.set_ylabel(f"{h} (mean ± std over seeds)")
+    ax.set_ylabel(h if len(info.seeds) == 1 else f"{h} (mean ± std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), title="method")
-    title(fig, info.setting, f"{h} vs code length, mean ± std over {info.seeds_text}{seeds_note(sweep, info)}")
+    title(fig, info.setting, f"{h} vs code length, {averaged(info, 'mean ± std')}{seeds_note(sweep, info)}")
     return fig
 
 
@@ -112,8 +117,7 @@ def pr_curves_figure(sweep: Sweep, info: TitleInfo, styles: dict):
     cols = len(sweep.bits)
     fig = new_figure(max(4.0 * cols, 7.0), 8.2)
     axes = fig.subplots(2, cols, squeeze=False)
-    kinds = [("rank", "by Hamming ranking (top N, N = 1..database)", {}),
-             ("radius", "by Hamming radius (r = 0..bits)", {"markersize": 3})]
+    kinds = [("rank", "by Hamming ranking (top N)", {}), ("radius", "by Hamming radius r", {"markersize": 3})]
     for row, (kind, kind_text, extra) in enumerate(kinds):
         for col, b in enumerate(sweep.bits):
             ax = axes[row][col]
@@ -124,11 +128,11 @@ def pr_curves_figure(sweep: Sweep, info: TitleInfo, styles: dict):
                 style = dict(styles[m.method], marker=styles[m.method]["marker"] if kind == "radius" else None)
                 ax.plot(c[f"{kind}_recall"], c[f"{kind}_precision"], **style, **extra)
             ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="recall", ylabel="precision",
-                   title=f"{b} bits, {kind_text}")
+                   title=f"{b} bits, {kind_text}" + (f" = 0..{b}" if kind == "radius" else ""))
             ax.title.set_fontsize(9)
             ax.grid(alpha=0.3)
     _figure_legend(fig, axes)
-    title(fig, info.setting, f"precision–recall curves, point-wise mean over {info.seeds_text}"
+    title(fig, info.setting, f"precision–recall curves, {averaged(info, 'point-wise mean')}"
           f"{seeds_note(sweep, info)}", "(by radius: a query with nothing within radius r counts as precision 0)")
     return fig
 
@@ -151,7 +155,7 @@ def precision_at_n_figure(sweep: Sweep, info: TitleInfo, styles: dict):
                title=f"{b} bits")
         ax.grid(alpha=0.3)
     _figure_legend(fig, axes)
-    title(fig, info.setting, f"precision@N by Hamming ranking, mean (line) ± std (band) over {info.seeds_text}"
+    title(fig, info.setting, f"precision@N by Hamming ranking, {averaged(info, 'mean (line) ± std (band)')}"
           f"{seeds_note(sweep, info)}")
     return fig
 

@@ -8,9 +8,6 @@ from collections.abc import Mapping
 from .report_rows import MethodInfo, Stat, Sweep, TitleInfo
 
 RETRIEVAL_PREFIXES = ("mAP@", "P@", "R@")
-# Why a constant metric is constant, when the reason is known whatever the codes are.
-CONSTANT_REASONS = {"P@all": "precision over the whole database is the share of relevant items, whatever "
-                             "the ranking"}
 GLOSSARY = [  # (does a metric key need this entry?, entry)
     (lambda k: k.startswith("mAP@") and "H<=" not in k,
      "mAP@k: mean average precision over the top k of the Hamming ranking (ties by database index; @all = the "
@@ -39,7 +36,7 @@ def summary_markdown(rows: list[dict], title_info: TitleInfo | Mapping) -> str:
     if codes or any("fit_seconds" in r for r in sweep.ok):
         parts.append(_metric_table(sweep, "Codes and cost", codes, with_fit_time=True))
     if constant:
-        parts.append(_constant_sentence(constant))
+        parts.append(_constant_sentence(sweep, constant))
     if sweep.failed:
         parts.append(_failed_section(sweep))
     parts.append(_glossary([sweep.headline, *others]))
@@ -55,8 +52,10 @@ def _headline_table(sweep: Sweep, info: TitleInfo) -> str:
     h = sweep.headline
     best = {b: max((s.mean for m in sweep.methods if (s := sweep.stat(m.method, b, h))), default=None)
             for b in sweep.bits}
+    single = all(len(runs) == 1 for runs in sweep.cells.values())
+    spread = "One seed per cell, so no spread is shown" if single else "Mean ± sample std over seeds"
     lines = [f"## {h} (headline metric of the {info.protocol} protocol)", "",
-             "Mean ± sample std over seeds; n = finished seeds; **bold** = best mean at that length.", "",
+             f"{spread}; n = finished seeds; **bold** = best mean at that length.", "",
              "| method | " + " | ".join(f"{b} bits" for b in sweep.bits) + " |",
              "|---|" + "---:|" * len(sweep.bits)]
     for m in sweep.methods:
@@ -151,7 +150,9 @@ def _wrap_up(learned: list[MethodInfo], verdicts: dict[str, dict[int, str]]) -> 
 def _metric_table(sweep: Sweep, title: str, keys: list[str], with_fit_time: bool = False) -> str:
     show_time = with_fit_time and any("fit_seconds" in r for r in sweep.ok)
     heads = keys + (["fit time (s)"] if show_time else [])
-    lines = [f"## {title}", "", "Mean ± sample std over the n finished seeds.", "",
+    single = all(len(runs) == 1 for runs in sweep.cells.values())
+    spread = "One seed per row, so no spread is shown." if single else "Mean ± sample std over the n finished seeds."
+    lines = [f"## {title}", "", spread, "",
              "| method | bits | n | " + " | ".join(heads) + " |", "|---|---:|---:|" + "---:|" * len(heads)]
     for m in sweep.methods:
         for b in sweep.bits:
@@ -166,14 +167,23 @@ def _metric_table(sweep: Sweep, title: str, keys: list[str], with_fit_time: bool
     return "\n".join(lines)
 
 
-def _constant_sentence(constant: dict[str, float]) -> str:
+def _constant_sentence(sweep: Sweep, constant: dict[str, float]) -> str:
     items = []
     for k, v in constant.items():
-        reason = CONSTANT_REASONS.get(k)
+        reason = _whole_database_reason(sweep, k)
         items.append(f"{k} = {v:.4f}" + (f" ({reason})" if reason else ""))
     them = "it" if len(items) == 1 else "them"
     return (f"Left out of the tables because every run has the same value: {'; '.join(items)}. "
             f"runs.csv and runs.json keep {them}.")
+
+
+def _whole_database_reason(sweep: Sweep, key: str) -> str:
+    """Why P@k is the same for every method when k covers the whole database (k is clamped to its size)."""
+    k = key[2:] if key.startswith("P@") else ""
+    sizes = {int(r["num_database"]) for r in sweep.ok if r.get("num_database")}
+    if k == "all" or (k.isdigit() and sizes and int(k) >= max(sizes)):
+        return "precision over the whole database is the share of relevant items, whatever the ranking"
+    return ""
 
 
 def _failed_section(sweep: Sweep) -> str:

@@ -52,6 +52,8 @@ def log_wandb_summary(rows: list[dict], out: Path, title_info: TitleInfo | Mappi
               "num_database": info.num_database, "seeds": list(info.seeds), "headline": sweep.headline,
               "methods": [m.method for m in sweep.methods], "bits": sweep.bits,
               "constant_metrics": constant, "failed_runs": len(sweep.failed)}
+    # reinit="create_new" (wandb >= 0.19.10): the default in a script returns a run still open in this process,
+    # e.g. the sweep's last WandbLogger run, and the summary would land inside it
     run = wandb.init(project=project, group=group, name=name, job_type="summary", mode=mode, config=config,
                      dir=os.environ.get("WANDB_DIR", str(out)), reinit="create_new")
     try:

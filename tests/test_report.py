@@ -11,7 +11,7 @@ from PIL import Image
 from hashbench import report
 from hashbench.report_figures import line_styles, mean_curve, pr_curves_figure, precision_at_n_figure
 from hashbench.report_rows import ReportInputError, Sweep, TitleInfo
-from tests.report_fixtures import BITS, HEADLINE, METHODS, SEEDS, make_rows, thumbnails
+from tests.report_fixtures import BITS, HEADLINE, METHODS, make_rows, thumbnails
 
 LABEL = {"cibhash": "CIBHash", "bihalf": "BiHalfNet", "dch": "DCH (supervised)", "greedy": "GreedyHash",
          "lsh": "LSH (baseline)", "itq": "ITQ (baseline)"}
@@ -116,6 +116,16 @@ def test_other_metrics_tables_hold_the_informative_metrics(rows, info):
     fit = values(rows, "dch", 16, "fit_seconds")
     assert (f"| DCH (supervised) | 16 | 2 | {np.mean(entropy):.4f} ± {np.std(entropy, ddof=1):.4f} | "
             f"{np.mean(fit):.1f} ± {np.std(fit, ddof=1):.1f} |") in codes
+
+
+def test_a_precision_cut_off_past_the_database_is_explained_like_p_at_all(rows, info):
+    small = [dict(r, num_database=800) if r["status"] == "ok" else r for r in rows]  # P@1000 covers it all
+    for r in small:
+        if r["status"] == "ok":
+            r["P@1000"] = 0.1
+    text = report.summary_markdown(small, {**vars(info), "num_database": 800})
+    assert ("P@1000 = 0.1000 (precision over the whole database is the share of relevant items, whatever the "
+            "ranking)") in text
 
 
 def test_failed_runs_are_listed_with_their_error(rows, info):
