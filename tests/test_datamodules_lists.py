@@ -289,3 +289,18 @@ def test_image_dataset_from_a_list_file_or_a_folder(tmp_path):
     os.makedirs(tmp_path / "empty")
     with pytest.raises(DatasetNotFoundError, match="images in the folder"):
         image_dataset(str(tmp_path / "empty"), tf)
+
+
+def test_a_validation_list_is_ranked_against_the_database_list(tmp_path):
+    written = write_list_dataset(str(tmp_path), 21, n_query=6, n_train=8, n_database=20)
+    with open(tmp_path / "val.txt", "w") as f:  # 4 database images as validation queries
+        for rel, lab in zip(written["database"]["paths"][:4], written["database"]["labels"][:4]):
+            f.write(f"{rel} {' '.join(str(int(b)) for b in lab)}\n")
+    cfg = data_config("nuswide")
+    lists = {**cfg["lists"], "val_query": "val.txt"}
+    dm = make("nuswide", tmp_path, lists=lists)
+    assert dm.has_val_queries and dm.has_validation and dm.split_sizes["val_query"] == 4
+    assert dm.dataset("val_database") is dm.database_set
+    assert [l.dataset for l in dm.val_dataloader()] == [dm.val_query_set, dm.database_set]
+    with pytest.raises(ValueError, match="val_queries does not apply"):
+        make("nuswide", tmp_path, lists=lists, val_queries=3)

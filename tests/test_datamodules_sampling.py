@@ -132,7 +132,8 @@ def test_a_resumed_run_replays_the_uninterrupted_runs_epoch(cifar_root, tmp_path
     trainer(callbacks=[ckpt]).fit(full, fresh(cifar_root, **data))
     assert len({tuple(full.seen[e]["order"]) for e in range(3)}) == 3
     resumed = Recorder()
-    trainer(enable_checkpointing=False).fit(resumed, fresh(cifar_root, **data), ckpt_path=str(tmp_path / "epoch=1.ckpt"))
+    trainer(enable_checkpointing=False).fit(resumed, fresh(cifar_root, **data),
+                                            ckpt_path=str(tmp_path / "epoch=1.ckpt"))
     assert list(resumed.seen) == [2]
     assert resumed.seen[2]["order"] == full.seen[2]["order"]
     assert resumed.seen[2]["pixels"] == full.seen[2]["pixels"]
