@@ -301,8 +301,8 @@ class HashDataModule(L.LightningDataModule):
         if self.protocol_spec.has_val_queries:
             raise ValueError(
                 f"val_queries does not apply to protocol {self.protocol!r}: it has its own validation queries "
-                f"({self.protocol_spec.description}). Remove val_queries (use val_query_size to change how "
-                f"many of its own it uses, where it draws them).")
+                f"({self.protocol_spec.description}). Remove val_queries (val_query_size changes how many of "
+                f"its own a drawn protocol uses).")
         return int(val_queries)
 
     # ------------------------------------------------------------------ split construction
