@@ -16,10 +16,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 demo: setup
-	$(VENV)/bin/hashbench compare --config experiments/demo_mnist.yaml \
+	$(VENV)/bin/hashbench compare --config experiments/demo_mnist.yaml --method-config experiments/demo_methods.yaml \
 		--methods cib,bihalf,dch,greedy --bits 16,32,64 --seeds 1 --name demo_mnist
 
 test: setup
+	$(VENV)/bin/lint-imports --no-cache
 	WANDB_MODE=disabled $(PY) -m pytest -q
 
 bench: setup

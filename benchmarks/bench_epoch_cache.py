@@ -10,8 +10,7 @@ model summary and checkpointing off, no validation):
    (with ``--freeze-mode eval``: relu(fc7) is cached and only the head runs);
    then a second run that *loads* the cache (no backbone pass at all);
 4. **data path**: µs to fetch one cached batch by per-item ``__getitem__`` + collate, by the datamodule's
-   loader (``__getitems__``: one fancy-index per batch), by ``batch_loader`` (``batch_size=None``, no collate),
-   and through worker processes;
+   loader (``__getitems__``: one fancy-index per batch), and through worker processes;
 5. **paper-size cached epoch** (BiHalf CIFAR-10(I): 50,000 train rows of 4096 fp16 features, batch 32):
    measured on synthetic rows over ``--paper-steps`` steps and scaled to the epoch's 1,562 steps
    (labelled EXTRAPOLATED unless ``--paper-steps 0`` runs the full epoch);
@@ -47,7 +46,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader, default_collate  # noqa: E402
 
 from callbacks.feature_cache import FeatureCache  # noqa: E402
-from datamodules.feature_cache import CachedFeatureDataset  # noqa: E402
+from callbacks.feature_store import CachedFeatureDataset  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
 from lightning_modules import BiHalfNet  # noqa: E402
 from lightning_modules.hash_layers import bihalf  # noqa: E402
@@ -171,8 +170,6 @@ def data_path_section(args, ds: CachedFeatureDataset) -> None:
                                                                       drop_last=True, generator=gen())),
         ("datamodule loader: __getitems__ (1 fancy-index) + collate",
          lambda: DataLoader(ds, batch_size=b, shuffle=True, drop_last=True, generator=gen())),
-        ("batch_loader: BatchSampler, batch_size=None, no collate",
-         lambda: ds.batch_loader(b, shuffle=True, drop_last=True, generator=gen())),
         ("datamodule loader with 2 worker processes",
          lambda: DataLoader(ds, batch_size=b, shuffle=True, drop_last=True, generator=gen(), num_workers=2)),
     ]
@@ -190,6 +187,7 @@ def paper_epoch_section(args, tmp: str) -> None:
     steps = steps_full if args.paper_steps == 0 else args.paper_steps
     model = make_model(args)
     model.backbone.prefix = torch.nn.Identity()  # never used on cached rows; frees the conv weights
+    model.use_cached_inputs(True)
     stamps: list[float] = []
 
     class Stamp(L.Callback):
@@ -289,13 +287,13 @@ def main(argv=None):
             ref = reference_epoch(args, make_model(args), make_data(args, data_root))
             print(f"== official-style plain PyTorch loop, backbone every step: {ref:.2f} s per epoch")
 
-        cache = FeatureCache(cache_dir=cache_dir, dtype=args.dtype, splits=["train"], batch_size=64,
+        cache = FeatureCache(cache_dir=cache_dir, dtype=args.dtype, batch_size=64,
                              num_workers=args.num_workers, progress=False)
         first = fit_epochs(args, make_model(args), make_data(args, data_root), [cache])
         build = cache.info["train"]
         print(f"\n== with cache, first run: build {build['seconds']:.2f} s ({build['status']}, {build['shape']} "
               f"{args.dtype}); epochs {', '.join(f'{e:.3f}' for e in first)} s")
-        cache2 = FeatureCache(cache_dir=cache_dir, dtype=args.dtype, splits=["train"], progress=False)
+        cache2 = FeatureCache(cache_dir=cache_dir, dtype=args.dtype, progress=False)
         second = fit_epochs(args, make_model(args), make_data(args, data_root), [cache2])
         print(f"== with cache, second run: {cache2.info['train']['status']} in {cache2.info['train']['seconds']:.3f} s "
               f"(backbone calls: {cache2.encoder_calls}); epochs {', '.join(f'{e:.3f}' for e in second)} s")

@@ -40,7 +40,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from datamodules.feature_cache import CachedFeatureDataset  # noqa: E402
+from callbacks.feature_store import CachedFeatureDataset  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
 from lightning_modules import BiHalfNet  # noqa: E402
 from lightning_modules.hash_layers import bihalf  # noqa: E402
@@ -87,15 +87,6 @@ class NoLogging(BiHalfNet):
         pass
 
 
-class BaselineLogTerms(BiHalfNet):
-    """log_terms as it was before this benchmark (one self.log per term, on_step and on_epoch)."""
-
-    def log_terms(self, terms, batch_size):
-        for name, value in terms.items():
-            self.log(f"train/{name}", value, on_step=True, on_epoch=True, batch_size=batch_size,
-                     prog_bar=name == "loss")
-
-
 class LossOnly(BiHalfNet):
     """Reference: only train/loss (what one self.log call per step costs)."""
 
@@ -113,8 +104,8 @@ class DetachedLogTerms(BiHalfNet):
                      prog_bar=name == "loss")
 
 
-VARIANTS = {"no_logging": NoLogging, "loss_only": LossOnly, "baseline_log_terms": BaselineLogTerms,
-            "detached_log_terms": DetachedLogTerms, "current_log_terms": BiHalfNet}
+VARIANTS = {"no_logging": NoLogging, "loss_only": LossOnly, "detached_log_terms": DetachedLogTerms,
+            "current_log_terms": BiHalfNet}
 
 
 # ------------------------------------------------------------------------------------------- loops
@@ -186,6 +177,7 @@ def make_model(cls, workload: str, args, vgg_suffix: nn.Module | None):
     model = cls(bits=64, backbone="tiny_cnn", pretrained=False, freeze=True)  # backbone replaced below
     model.head = nn.Linear(4096, 64)
     model.backbone.suffix = vgg_suffix if workload == "head_vgg_suffix" else nn.Identity()
+    model.use_cached_inputs(True)  # the loader serves cached rows: only the suffix and the head run
     return model
 
 

@@ -1,34 +1,91 @@
-"""The one place that knows every class: LightningCLI over all methods, datamodules and callbacks.
+"""The one place that knows every class: LightningCLI over every registered method, datamodule and callback.
 
-``hashbench fit --config experiments/cifar_cib.yaml`` (also installed as ``lightning``, and
-``python -m hashbench``). ``hashbench compare ...`` runs method × bits × seed sweeps (hashbench/compare.py).
+``hashbench fit --config experiments/cifar_cib.yaml`` (also installed as ``lightning``, and ``python -m hashbench``).
+Besides LightningCLI as shipped, this file adds what a weekend run needs: a stable run directory per run
+(``hashbench/runs.py``) so ``--ckpt_path last`` resumes it, the one model ↔ data hand-over (:func:`connect`), start-up
+checks of what a run would otherwise crash on late, and one ``hashbench: error:`` line for user mistakes
+(``hashbench/errors.py``). ``compare``, ``encode``, ``evaluate`` and ``search`` are dispatched to their modules.
 """
 from __future__ import annotations
 
+import logging
 import netrc
 import os
 import sys
 import warnings
 from importlib import import_module
 from typing import Optional
+
 import yaml
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 
-# Imported for their side effect: short class_path names (CIBHash, CIFAR10, RetrievalEvaluation)
-# resolve only for classes that are already imported.
+# Importing these makes short class_path names (CIBHash, CIFAR10, RetrievalEvaluation) resolve: jsonargparse
+# only finds subclasses that are already imported. Methods register themselves; discover() imports them all.
+import callbacks.checkpoints  # noqa: F401
 import callbacks.feature_cache  # noqa: F401
+import callbacks.reproducibility  # noqa: F401
 import callbacks.retrieval  # noqa: F401
 import datamodules  # noqa: F401
-import lightning_modules.bihalf  # noqa: F401
-import lightning_modules.cibhash  # noqa: F401
-import lightning_modules.dch  # noqa: F401
-import lightning_modules.greedyhash  # noqa: F401
+from callbacks.checkpoints import LastCheckpoint
+from callbacks.reproducibility import EpochSeeding
 from datamodules.base import HashDataModule
 from lightning_modules.base import HashModule
+from lightning_modules.registry import discover
+
+from . import errors
+from .config_files import resolve_argv
+from .runs import (DEFAULT_ROOT, RunError, RunIdentity, check_checkpoint_file, checkpoint_dir, find_checkpoint,
+                   has_checkpoints, is_global_zero, run_dir, wandb_run_id)
+
+discover()
 
 # A frozen backbone is in eval mode (frozen BatchNorm; freeze_mode=eval) on purpose; Lightning warns about it
 # at every fit. Silenced for hashbench runs only (this module is the CLI's).
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+
+
+class _NoTips(logging.Filter):
+    """Lightning's advertisements for its cloud products are not something a researcher needs to read."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in str(record.getMessage())[:12]
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
+
+COMMANDS = {
+    "fit": ("train a method on a dataset (resumable: --ckpt_path last)",
+            "hashbench fit --config experiments/cifar_cib.yaml --model.bits 32"),
+    "validate": ("evaluate a checkpoint on the validation split",
+                 "hashbench validate --config experiments/cifar_cib.yaml --ckpt_path best"),
+    "test": ("evaluate a checkpoint on the test queries against the database",
+             "hashbench test --config experiments/cifar_cib.yaml --ckpt_path last"),
+    "predict": ("run the model's predict loop (codes of the test queries and database)",
+                "hashbench predict --config experiments/cifar_cib.yaml --ckpt_path last"),
+    "compare": ("methods × code lengths × seeds, with LSH/ITQ baselines, into one results folder",
+                "hashbench compare --config experiments/data/cifar.yaml --methods cib,bihalf --bits 16,32,64 --seeds 3"),
+    "encode": ("write bit-packed codes of a split, a list file or an image folder",
+               "hashbench encode --config experiments/cifar_cib.yaml --ckpt_path last --split database --out codes/db"),
+    "evaluate": ("re-score saved codes with the suite's exact metrics",
+                 "hashbench evaluate --codes codes/"),
+    "search": ("exact Hamming top-k of query images against saved codes",
+               "hashbench search --index codes/db --query photo.jpg -k 10"),
+}
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+def top_level_help() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: hashbench <command> [options]     (the same as `lightning <command>` and `python -m hashbench`)",
+             "", "Deep image hashing on PyTorch Lightning: reproduce the papers, compare methods fairly, export and "
+             "search codes.", "", "commands:"]
+    for name, (what, example) in COMMANDS.items():
+        lines += [f"  {name:<{width}}  {what}", f"  {'':<{width}}    e.g. {example}"]
+    lines += ["", "`hashbench <command> --help` lists a command's options. A config name alone (cifar_cib.yaml) is looked",
+              "up under experiments/. Mistakes print one `hashbench: error:` line; HASHBENCH_TRACEBACK=1 shows the",
+              "traceback."]
+    return "\n".join(lines)
 
 
 def wandb_api_key_configured() -> bool:
@@ -41,61 +98,151 @@ def wandb_api_key_configured() -> bool:
         return False
 
 
-def _uses_wandb(logger_cfg) -> bool:
-    entries = logger_cfg if isinstance(logger_cfg, list) else [logger_cfg]
-    return any("WandbLogger" in str(getattr(e, "class_path", "") or "") for e in entries)
+def connect(model, datamodule) -> None:
+    """The one model ↔ data hand-over (docs/CONTRACTS.md): the model's train input needs go to the datamodule,
+    the data's number of classes to the model, and the batch size is checked against the loss before training."""
+    transform = getattr(model, "train_transform", None)
+    if transform == "eval":  # closed-form baselines fit on the deterministic evaluation view
+        transform = getattr(datamodule, "eval_transform", None)
+    request = getattr(datamodule, "request_train_input", None)
+    if request is not None:
+        request(views=int(getattr(model, "train_views", 1) or 1), transform=transform)
+    num_classes = getattr(datamodule, "num_classes", None)
+    if num_classes is not None and hasattr(model, "set_num_classes"):
+        model.set_num_classes(int(num_classes))
+    if hasattr(model, "check_batch_size") and getattr(datamodule, "batch_size", None) is not None:
+        model.check_batch_size(int(datamodule.batch_size))
 
 
-class LoggerSaveConfigCallback(SaveConfigCallback):
-    """Besides writing config.yaml, upload the full resolved config to W&B so runs can be filtered by
-    any hyperparameter. Runs on rank 0 only: no collective calls here."""
-
-    def save_config(self, trainer, pl_module, stage: str) -> None:
-        from lightning.pytorch.loggers import WandbLogger
-        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.experiment.config.update({"cli": config}, allow_val_change=True)
+def _entries(value) -> list:
+    if not value or value is True:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _short(class_path) -> str:
     return str(class_path or "").rsplit(".", 1)[-1]
 
 
-def _find_cause(err: BaseException, kind: type) -> Optional[BaseException]:
-    """The first exception of ``kind`` in ``err``'s cause/context chain (jsonargparse wraps ours)."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, kind):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None
+class LoggerSaveConfigCallback(SaveConfigCallback):
+    """Besides writing config.yaml, give W&B the run's identity as top-level config keys (method, dataset,
+    protocol, bits, seed, supervised: the dashboard groups and filters by them) and the full resolved config.
+    Runs on rank 0 only: no collective calls here."""
+
+    identity: Optional[RunIdentity] = None
+
+    def save_config(self, trainer, pl_module, stage: str) -> None:
+        from lightning.pytorch.loggers import WandbLogger
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                keys = self.identity.as_config() if self.identity else {}
+                logger.experiment.config.update({**keys, "cli": config}, allow_val_change=True)
+
+
+class _WorkStarted(Callback):
+    """From the first batch on, an unexpected error is a bug (traceback), no longer a configuration mistake."""
+
+    def _started(self, *args, **kwargs) -> None:
+        errors.phase.configuring = False
+
+    on_train_batch_start = on_validation_batch_start = on_test_batch_start = on_predict_batch_start = _started
 
 
 class HashbenchCLI(LightningCLI):
+    identity: RunIdentity
+    run: "os.PathLike"
+    resuming: bool = False
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument(
+            "--run_name", type=Optional[str], default=None,
+            help="this run's directory under trainer.default_root_dir (default 'runs'), where its checkpoints and logs "
+                 "live; default <dataset>-<protocol>-<method>-<bits>b-seed<seed>. --ckpt_path last resumes it.")
+
+    def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand in ("validate", "test"):
+            parser.set_defaults(verbose=False)  # the retrieval callback prints its metrics once itself
+        return parser
+
+    def _cfg(self):
+        return self.config.get(self.config.get("subcommand")) if self.config.get("subcommand") else self.config
+
+    # ---- run directory and checkpoint (before anything is built) --------------------------------------
+    def _parse_ckpt_path(self) -> None:
+        cfg = self._cfg()
+        self.identity = RunIdentity.from_config(cfg)
+        root = cfg.trainer.get("default_root_dir") or DEFAULT_ROOT
+        self.run = run_dir(root, cfg.get("run_name") or self.identity.name)
+        ckpt = cfg.get("ckpt_path")
+        if ckpt in ("last", "best"):
+            ckpt = cfg.ckpt_path = str(find_checkpoint(self.run, ckpt))
+        if ckpt:
+            check_checkpoint_file(ckpt)
+        subcommand = self.config.get("subcommand")
+        # a programmatic fit (hashbench compare) resumes when the run directory holds checkpoints
+        self.resuming = bool(ckpt) if subcommand else has_checkpoints(self.run)
+        self.resuming = self.resuming and subcommand in ("fit", None)
+        if subcommand == "fit" and not ckpt and is_global_zero() and has_checkpoints(self.run):
+            raise RunError(f"run directory {self.run} already holds checkpoints of an earlier run. Resume it with "
+                           "--ckpt_path last, start a separate run with --run_name <new name>, or delete "
+                           f"{checkpoint_dir(self.run)} to start this one again from scratch.")
+        super()._parse_ckpt_path()
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self._cfg()
+        cfg.trainer.default_root_dir = str(self.run)
+        for entry in _entries(cfg.trainer.get("logger")):
+            self._configure_logger(entry)
+        LoggerSaveConfigCallback.identity = self.identity
+
+    def _configure_logger(self, entry) -> None:
+        kind, args = _short(entry.class_path), entry.init_args
+        if kind == "CSVLogger":
+            args.save_dir, args.name = str(self.run), "csv"
+        elif kind == "TensorBoardLogger":
+            args.save_dir, args.name = str(self.run), "tensorboard"
+        elif kind == "WandbLogger":
+            if not os.environ.get("WANDB_MODE") and not wandb_api_key_configured():
+                os.environ["WANDB_MODE"] = "offline"
+                print(f"hashbench: no W&B API key configured, so W&B logs offline. Upload later with "
+                      f"`wandb sync {self.run}/wandb/offline-run-*` (or run `wandb login` first).", file=sys.stderr)
+            ident = self.identity
+            args.save_dir = str(self.run)
+            args.id = args.get("id") or wandb_run_id(self.run, resume=self.resuming)
+            args.resume = "allow"
+            args.group = args.get("group") or ident.group  # the seeds of one method × data × bits
+            args.name = args.get("name") or self.run.name
+            args.tags = sorted({*(args.get("tags") or []), ident.method_class, ident.dataset, ident.protocol,
+                                f"{ident.bits}bit", "supervised" if ident.supervised else "unsupervised"} - {""})
+
+    # ---- after everything is built: hand-over and start-up checks -----------------------------------------
     def instantiate_classes(self) -> None:
         """Report every missing input at once (e.g. ImageNet weights *and* the dataset) as one clear error,
         instead of jsonargparse's union-validation traceback around the first one."""
         try:
             super().instantiate_classes()
         except (ValueError, TypeError) as err:
-            missing = _find_cause(err, FileNotFoundError)
+            missing = errors._chain(err)
+            missing = next((e for e in missing if isinstance(e, FileNotFoundError)), None)
             if missing is None:
                 raise
             problems = [str(missing)]
             data_problem = self._probe_data()
-            if data_problem:
+            if data_problem and data_problem not in problems:
                 problems.append(data_problem)
             numbered = "\n\n".join(f"[{i}] {p}" for i, p in enumerate(problems, 1)) if len(problems) > 1 \
                 else problems[0]
-            raise FileNotFoundError(numbered) from None
+            raise errors.ConfigError(numbered) from None
+        connect(self.model, self.datamodule)
+        self._configure_trainer_callbacks()
+        self._check_monitors()
 
     def _probe_data(self) -> Optional[str]:
         """Set up the configured datamodule alone and return its missing-file message, if any."""
-        cfg = self.config.get(self.subcommand) if self.subcommand else self.config
         try:
-            data_cfg = cfg.data
+            data_cfg = self._cfg().data
             module, name = data_cfg.class_path.rsplit(".", 1)
             dm = getattr(import_module(module), name)(**data_cfg.init_args.as_dict())
             dm.prepare_data()
@@ -106,49 +253,86 @@ class HashbenchCLI(LightningCLI):
             return None
         return None
 
-    def before_instantiate_classes(self) -> None:
-        cfg = self.config.get(self.subcommand) if self.subcommand else self.config
-        logger_cfg = cfg.get("trainer", {}).get("logger") if cfg is not None else None
-        if not logger_cfg or not _uses_wandb(logger_cfg):
-            return
-        if not os.environ.get("WANDB_MODE") and not wandb_api_key_configured():
-            os.environ["WANDB_MODE"] = "offline"
-            print("hashbench: no W&B API key configured, so W&B logs offline. Upload later with "
-                  "`wandb sync <save_dir>/wandb/offline-run-*` (or run `wandb login` first).", file=sys.stderr)
-        # runs of one dataset × code length share a group; the method is a tag: the dashboard compares
-        # methods at a glance. Filled here because bits are usually overridden on the command line.
-        method, dataset = _short(cfg.model.class_path), _short(cfg.data.class_path)
-        bits, seed = cfg.model.init_args.get("bits"), cfg.get("seed_everything")
-        for entry in logger_cfg if isinstance(logger_cfg, list) else [logger_cfg]:
-            if "WandbLogger" not in _short(entry.class_path):
+    def _configure_trainer_callbacks(self) -> None:
+        """Checkpoints live in the run directory; ``last.ckpt`` every epoch; every epoch reseeded (resume = replay)."""
+        callbacks = self.trainer.callbacks
+        ckpt_dir = str(checkpoint_dir(self.run))
+        for cb in callbacks:
+            if isinstance(cb, ModelCheckpoint) and not isinstance(cb, LastCheckpoint):
+                if cb.dirpath is None:
+                    cb.dirpath = ckpt_dir
+                cb.save_last = False  # LastCheckpoint owns last.ckpt (every epoch, atomic)
+        if self.trainer.checkpoint_callback is not None and not any(isinstance(c, LastCheckpoint) for c in callbacks):
+            callbacks.append(LastCheckpoint(ckpt_dir))
+        seed = self._cfg().get("seed_everything")
+        if isinstance(seed, int) and not isinstance(seed, bool) and not any(isinstance(c, EpochSeeding) for c in callbacks):
+            callbacks.insert(0, EpochSeeding(seed))
+        callbacks.append(_WorkStarted())
+
+    def _check_monitors(self) -> None:
+        """A monitored key that validation never logs crashes the run at its first validation (epoch 20 of 60, or
+        the end of epoch 1): refuse it now. Selection on the test queries is refused outright."""
+        dm = self.datamodule
+        evaluators = [cb for cb in self.trainer.callbacks if hasattr(cb, "metric_keys")]
+        for cb in self.trainer.callbacks:
+            monitor = getattr(cb, "monitor", None)
+            if not monitor:
                 continue
-            args = entry.init_args
-            if args.get("group") is None:
-                args.group = f"{dataset}-{bits}bit"
-            args.tags = sorted({*(args.get("tags") or []), method, dataset})
-            if args.get("name") is None:
-                args.name = f"{method}-{bits}b-seed{seed}"
+            where = f"{type(cb).__name__}(monitor={monitor!r})"
+            if monitor.startswith("test/"):
+                raise errors.ConfigError(f"{where}: a checkpoint is never selected on the test queries; monitor a "
+                                         "val/ key (a validation split disjoint from the test queries) or none")
+            if not monitor.startswith("val/"):
+                continue
+            if not getattr(dm, "has_validation", True):
+                raise errors.ConfigError(
+                    f"{where}: protocol {getattr(dm, 'protocol', '?')!r} of {type(dm).__name__} has no validation "
+                    "split, so nothing is logged under val/. Hold out validation queries from the train split with "
+                    "--data.val_queries N, or drop the monitor (the last epoch is then the result).")
+            keys = {k for e in evaluators for k in e.metric_keys("val", getattr(dm, "top_k", None))}
+            if evaluators and monitor not in keys:
+                raise errors.ConfigError(f"{where}: validation logs {', '.join(sorted(keys))}, not {monitor!r}. "
+                                         "Monitor val/mAP (the protocol's headline mAP, whatever its cut-off) or one "
+                                         "of those keys.")
 
 
 def run_cli(args: ArgsType = None, run: bool = True) -> HashbenchCLI:
     """Build (and by default run) the LightningCLI; returns it so callers can reach trainer/model/datamodule."""
-    return HashbenchCLI(
-        HashModule, HashDataModule, subclass_mode_model=True, subclass_mode_data=True,
-        save_config_callback=LoggerSaveConfigCallback, save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False, args=args, run=run)
+    argv0 = sys.argv
+    if args is not None:  # programmatic use (compare, tests): sys.argv holds someone else's options
+        sys.argv = argv0[:1]
+    try:
+        return HashbenchCLI(
+            HashModule, HashDataModule, subclass_mode_model=True, subclass_mode_data=True,
+            save_config_callback=LoggerSaveConfigCallback, save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False, args=args, run=run)
+    finally:
+        sys.argv = argv0
+
+
+def _dispatch(argv: list[str]) -> None:
+    command = argv[0] if argv else None
+    if command is None or command in ("-h", "--help", "help"):
+        print(top_level_help())
+        return
+    rest = resolve_argv(argv[1:])
+    if command == "compare":
+        from hashbench.compare import main as compare_main
+        compare_main(rest)
+    elif command in ("encode", "evaluate", "search"):
+        export = import_module("hashbench.export")
+        code = getattr(export, f"{command}_main")(rest)
+        if code:
+            raise SystemExit(code)
+    elif command in LIGHTNING_COMMANDS or command.startswith("-"):
+        run_cli([command, *rest] if command in LIGHTNING_COMMANDS else resolve_argv(argv))
+    else:
+        raise errors.ConfigError(f"unknown command {command!r}; commands: {', '.join(COMMANDS)} "
+                                 "(`hashbench --help` says what each does)")
 
 
 def main(args: ArgsType = None) -> None:
     """Console entry point of ``hashbench``, ``lightning`` and ``python -m hashbench``."""
     argv = sys.argv[1:] if args is None else list(args)
-    try:
-        if argv and argv[0] == "compare":
-            from hashbench.compare import main as compare_main
-            compare_main(argv[1:])
-        else:
-            run_cli(args)
-    except FileNotFoundError as err:  # missing dataset / weights: the message says what to do
-        if os.environ.get("HASHBENCH_TRACEBACK"):
-            raise
-        print(f"hashbench: error: {err}\n(set HASHBENCH_TRACEBACK=1 for the full traceback)", file=sys.stderr)
-        raise SystemExit(2) from None
+    with errors.reported():
+        _dispatch(argv)

@@ -1,57 +1,127 @@
-"""``hashbench compare``: every method × bits × seed through the same LightningCLI configs, one results folder.
+"""``hashbench compare``: methods × code lengths × seeds, with the LSH and ITQ baselines, into one results folder.
 
-    hashbench compare --config experiments/data/mnist.yaml --methods cib,bihalf,dch,greedy \
-        --bits 16,32,64 --seeds 3 --name mnist  [any LightningCLI override, e.g. --trainer.max_epochs 5]
+    hashbench compare --config experiments/data/mnist.yaml --methods cib,bihalf,dch,greedy --bits 16,32,64 \\
+        --seeds 3 --name mnist   [any LightningCLI override, e.g. --trainer.max_epochs 5]
 
-Per run: ``fit`` with ``--config experiments/methods/<method>.yaml --config <your configs>`` (your configs
-come last, so they override the method's defaults), then ``test`` on the test queries with the final
-weights. Writes ``results/<name>/``: runs.csv / runs.json (method, bits, seed, every metric, wall time,
-git commit), summary.md (mean ± std), pr_curves.png, map_vs_bits.png, bit_balance.png.
+Every run fits with its method's official schedule (``hashbench/paper_settings.py``) on the splits of YOUR data
+config (all methods share them), then is tested on the test queries with its final weights. Configs are stacked
+``<method's settings> → --config files → --method-config <file>[method] → bits/seed → your overrides``.
+
+The folder never loses work: each run lives in ``results/<name>/runs/<method>_<bits>b_seed<seed>-<config hash>/``
+with its checkpoints and ``result.json``. A rerun of the same command skips the runs that finished with the same
+resolved config, resumes an interrupted one from its last epoch, runs the rest, and rebuilds ``runs.csv``,
+``runs.json``, ``summary.md`` and the figures from every finished run; ``--force`` reruns. Ctrl-C keeps what
+finished and writes the summary of it. Under DDP only rank 0 prints and writes.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
+import hashlib
+import json
+import logging
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-import traceback
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
-from . import report
+import yaml
 
-METHODS_DIR = Path(__file__).resolve().parent.parent / "experiments" / "methods"
-ALIASES = {"cib": "cib", "cibhash": "cib", "bihalf": "bihalf", "bihalfnet": "bihalf", "dch": "dch",
-           "greedy": "greedy", "greedyhash": "greedy"}
+from lightning_modules.registry import get_method, method_names, resolve_method_name
+
+from . import paper_settings, report
+from .config_files import resolve as resolve_config
+from .errors import ConfigError
+from .runs import LAST, checkpoint_dir, is_global_zero
+
+DEFAULT_BASELINES = ("lsh", "itq")
+#: resolved-config keys that do not change a result (where it is written, how much is printed)
+NOT_HASHED = ("run_name", "trainer.default_root_dir", "trainer.logger", "trainer.enable_progress_bar",
+              "trainer.enable_model_summary", "trainer.log_every_n_steps", "data.init_args.num_workers")
 
 
-def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hashbench compare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", action="append", required=True, help="LightningCLI config(s) for data/trainer")
-    p.add_argument("--methods", default="cib,bihalf,dch,greedy", help=f"comma list of {sorted(set(ALIASES))}")
+    p.add_argument("--config", action="append", required=True, help="LightningCLI config(s): data, trainer, ...")
+    p.add_argument("--methods", default="cib,bihalf,dch,greedy", help=f"comma list of {', '.join(method_names())}")
     p.add_argument("--bits", default="16,32,64", help="comma list of code lengths")
     p.add_argument("--seeds", default="1", help="a count N (seeds 0..N-1) or a comma list of seeds")
-    p.add_argument("--name", default=None, help="results folder name (default: first config's stem)")
+    p.add_argument("--baselines", default=",".join(DEFAULT_BASELINES),
+                   help="classic baselines added to every comparison (on the same features and splits); '' for none")
+    p.add_argument("--method-config", default=None,
+                   help="YAML mapping a method name to LightningCLI overrides for that method only (e.g. its epochs)")
+    p.add_argument("--name", default=None, help="results folder name (default: the first config's stem)")
     p.add_argument("--out", default="results", help="parent folder of the results")
-    p.add_argument("--headline", default=None, help="metric for map_vs_bits.png (default: first mAP@k)")
-    args, overrides = p.parse_known_args(argv)
-    unknown = [m for m in args.methods.split(",") if m.strip().lower() not in ALIASES]
-    if unknown:
-        p.error(f"unknown method(s) {unknown}; choose from {sorted(set(ALIASES))}")
+    p.add_argument("--examples", type=int, default=5, help="fixed test queries shown in retrieval_examples.png")
+    p.add_argument("--force", action="store_true", help="rerun runs that already finished")
+    p.add_argument("--verbose", action="store_true", help="show Lightning's own output (progress, tables, tips)")
+    return p
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str
+    bits: int
+    seed: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.method}_{self.bits}b_seed{self.seed}"
+
+
+def _ints(text: str, what: str, p: argparse.ArgumentParser) -> list[int]:
     try:
-        args.bits = [int(b) for b in args.bits.split(",")]
-        seeds = [int(s) for s in args.seeds.split(",")]
+        return [int(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
-        p.error("--bits and --seeds take integers, e.g. --bits 16,32,64 --seeds 3")
-    if any(b < 1 or b > 4096 for b in args.bits):
-        p.error(f"--bits must be between 1 and 4096, got {args.bits}")
-    args.seeds = list(range(seeds[0])) if len(seeds) == 1 and "," not in args.seeds else seeds
-    args.methods = [ALIASES[m.strip().lower()] for m in args.methods.split(",")]
-    for c in args.config:
-        if not Path(c).is_file():
-            p.error(f"config file not found: {c}")
+        p.error(f"--{what} takes integers, e.g. --bits 16,32,64 --seeds 3")
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    p = _parser()
+    args, overrides = p.parse_known_args(argv)
+    try:
+        methods = [resolve_method_name(m) for m in args.methods.split(",") if m.strip()]
+        baselines = [resolve_method_name(m) for m in args.baselines.split(",") if m.strip()]
+    except ValueError as err:
+        p.error(str(err))
+    args.methods = list(dict.fromkeys(methods + [b for b in baselines if b not in methods]))
+    args.baseline_names = [m for m in args.methods if get_method(m).baseline]
+    args.bits = _ints(args.bits, "bits", p)
+    if not args.bits or any(b < 1 or b > 4096 for b in args.bits):
+        p.error(f"--bits must be code lengths between 1 and 4096, got {args.bits or args.bits!r}")
+    seeds = _ints(args.seeds, "seeds", p)
+    if "," not in args.seeds:
+        if not seeds or seeds[0] < 1:
+            p.error(f"--seeds N runs seeds 0..N-1, so N must be at least 1 (got {args.seeds!r}); "
+                    "give a list such as --seeds 0 or --seeds 3,4 for particular seeds")
+        seeds = list(range(seeds[0]))
+    args.seeds = seeds
+    if args.examples < 0:
+        p.error("--examples must be >= 0")
+    try:
+        args.config = [resolve_config(c) for c in args.config]
+        args.method_overrides = _method_overrides(args.method_config)
+    except ConfigError as err:
+        p.error(str(err))
     args.name = args.name or Path(args.config[0]).stem
     return args, overrides
+
+
+def _method_overrides(path: Optional[str]) -> dict:
+    if not path:
+        return {}
+    data = yaml.safe_load(Path(resolve_config(path)).read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--method-config {path}: expected a mapping of method name to config overrides")
+    return {resolve_method_name(k): v for k, v in data.items()}
 
 
 def _git_commit() -> str:
@@ -62,77 +132,318 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def run_one(method: str, bits: int, seed: int, configs: list[str], overrides: list[str], run_dir: Path) -> dict:
-    """Fit + test one configuration in this process; returns its result row."""
-    from callbacks.retrieval import RetrievalEvaluation
+# ------------------------------------------------------------------------------------------------ one run
+class _Parsed(Exception):
+    def __init__(self, config: dict):
+        self.config = config
 
-    from .cli import run_cli
 
-    args = ["--config", str(METHODS_DIR / f"{method}.yaml")]
-    for c in configs:
-        args += ["--config", c]
-    args += ["--model.bits", str(bits), "--seed_everything", str(seed),
-             "--trainer.default_root_dir", str(run_dir), *overrides]
-    cli = run_cli(args, run=False)
-    evaluator = next((c for c in cli.trainer.callbacks if isinstance(c, RetrievalEvaluation)), None)
-    if evaluator is None:
-        evaluator = RetrievalEvaluation()
-        cli.trainer.callbacks.append(evaluator)
-    evaluator.save_dir = str(run_dir / "retrieval")
-    for logger in cli.trainer.loggers:  # W&B: compare methods at a glance
-        if type(logger).__name__ == "WandbLogger":
-            dataset = type(cli.datamodule).__name__
-            logger._wandb_init.update(group=f"{dataset}-{bits}bit", name=f"{method}-{bits}b-seed{seed}",
-                                      tags=sorted({*logger._wandb_init.get("tags", []), method}),
-                                      job_type="compare")
-    t0 = time.perf_counter()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    fit_s = time.perf_counter() - t0
-    cli.trainer.test(cli.model, datamodule=cli.datamodule)
-    results = evaluator.last_results or {}
-    return {"method": method, "bits": bits, "seed": seed, "status": "ok",
-            "dataset": type(cli.datamodule).__name__, "protocol": getattr(cli.datamodule, "protocol", ""),
-            **{k: float(v) for k, v in results.get("metrics", {}).items()},
-            "fit_seconds": round(fit_s, 2), "total_seconds": round(time.perf_counter() - t0, 2),
-            "epochs": cli.trainer.current_epoch, "num_query": results.get("num_query"),
-            "num_database": results.get("num_database"),
-            "curves": results.get("curves", {}), "bit_plus_rate": results.get("bit_plus_rate", [])}
+def _drop(cfg: dict, dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        cfg = cfg.get(key) if isinstance(cfg, dict) else None
+        if cfg is None:
+            return
+    if isinstance(cfg, dict):
+        cfg.pop(leaf, None)
+
+
+def config_hash(args: list[str]) -> str:
+    """12 hex digits of the resolved configuration (LightningCLI's own parse, nothing instantiated)."""
+    from .cli import HashbenchCLI, run_cli
+
+    def stop(self):
+        raise _Parsed(yaml.safe_load(self.parser.dump(self._cfg(), skip_none=False)))
+
+    original = HashbenchCLI.before_instantiate_classes
+    HashbenchCLI.before_instantiate_classes = stop
+    try:
+        run_cli(args, run=False)
+    except _Parsed as parsed:
+        cfg = parsed.config
+    finally:
+        HashbenchCLI.before_instantiate_classes = original
+    for key in NOT_HASHED:
+        _drop(cfg, key)
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+class Sweep:
+    """The runs of one comparison and its results folder."""
+
+    def __init__(self, args: argparse.Namespace, overrides: list[str]):
+        self.args, self.overrides = args, overrides
+        self.out = Path(args.out) / args.name
+        self.runs_dir = self.out / "runs"
+        self.configs_dir = self.out / "configs"
+        self.writer = is_global_zero()  # DDP: rank 0 prints and writes, the other ranks only train
+        self.commit = _git_commit()
+        self.uses_wandb = False
+
+    def say(self, text: str = "") -> None:
+        if self.writer:
+            print(text, flush=True)
+
+    # -- configs --------------------------------------------------------------------------------------
+    def _data_class(self) -> Optional[str]:
+        """The data class of the user's configs (the method files below name it so their batch size merges)."""
+        found = None
+        for c in self.args.config:
+            with contextlib.suppress(OSError, yaml.YAMLError, AttributeError, TypeError):
+                found = (yaml.safe_load(Path(c).read_text()) or {}).get("data", {}).get("class_path") or found
+        return found
+
+    def _method_file(self, cell: Cell) -> str:
+        """The method's official schedule and batch size; the user's configs (after it) decide the data."""
+        cfg = paper_settings.method_config(cell.method, protocol_settings=False, select=False)
+        cfg["trainer"]["max_epochs"] = paper_settings.epochs_for(cell.method, cell.bits)
+        data_class = self._data_class()
+        if data_class:
+            cfg["data"] = {"class_path": data_class, "init_args": cfg["data"]["init_args"]}
+        else:
+            cfg.pop("data")
+        path = self.configs_dir / f"{cell.method}_{cell.bits}b.yaml"
+        text = yaml.safe_dump(cfg, sort_keys=False)
+        if self.writer and (not path.is_file() or path.read_text() != text):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        return str(path)
+
+    def _override_file(self, method: str) -> Optional[str]:
+        extra = self.args.method_overrides.get(method)
+        if not extra:
+            return None
+        path = self.configs_dir / f"{method}_overrides.yaml"
+        if self.writer:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(yaml.safe_dump(extra, sort_keys=False))
+        return str(path)
+
+    def cli_args(self, cell: Cell) -> list[str]:
+        a = ["--config", self._method_file(cell)]
+        for c in self.args.config:
+            a += ["--config", c]
+        extra = self._override_file(cell.method)
+        if extra:
+            a += ["--config", extra]
+        a += ["--model.bits", str(cell.bits), "--seed_everything", str(cell.seed)]
+        if not self.args.verbose:
+            a += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+        return a + self.overrides
+
+    # -- results --------------------------------------------------------------------------------------
+    def finished_rows(self) -> list[dict]:
+        """Every finished run in the folder, the newest per (method, bits, seed)."""
+        newest: dict[tuple, dict] = {}
+        for path in sorted(self.runs_dir.glob("*/result.json")):
+            try:
+                row = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            key = (row.get("method"), int(row.get("bits", 0)), int(row.get("seed", 0)))
+            if key not in newest or row.get("finished", "") >= newest[key].get("finished", ""):
+                newest[key] = row
+        return list(newest.values())
+
+    def _write_result(self, run_dir: Path, row: dict) -> None:
+        if not self.writer:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=run_dir, suffix=".json.tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(row, f, indent=1, default=str)
+        os.replace(tmp, run_dir / "result.json")
+
+    def run(self, cell: Cell, cell_args: list[str], run_dir: Path, digest: str) -> dict:
+        """Fit + test one configuration in this process; its row (also written to ``run_dir/result.json``)."""
+        from callbacks.retrieval import RetrievalEvaluation
+
+        from .cli import run_cli
+
+        cli = run_cli([*cell_args, "--trainer.default_root_dir", str(self.runs_dir), "--run_name", run_dir.name],
+                      run=False)
+        trainer, model, dm = cli.trainer, cli.model, cli.datamodule
+        evaluator = next((c for c in trainer.callbacks if isinstance(c, RetrievalEvaluation)), None)
+        if evaluator is None:
+            evaluator = RetrievalEvaluation()
+            trainer.callbacks.append(evaluator)
+        evaluator.save_dir = str(run_dir / "retrieval")
+        evaluator.examples = self.args.examples
+        evaluator.print_results = False  # one line per run here, the table at the end
+        last = checkpoint_dir(run_dir) / LAST
+        resume = str(last) if last.is_file() else None
+        t0 = time.perf_counter()
+        _interruptible(trainer, lambda: trainer.fit(model, datamodule=dm, ckpt_path=resume))
+        fit_s = time.perf_counter() - t0
+        _interruptible(trainer, lambda: trainer.test(model, datamodule=dm, verbose=False))
+        results = json.loads((run_dir / "retrieval" / "test_last.json").read_text()) if self.writer else {}
+        metrics = {k: float(v) for k, v in results.get("metrics", {}).items()}
+        top_k = getattr(dm, "top_k", None)
+        self.uses_wandb |= any(type(lg).__name__ == "WandbLogger" for lg in trainer.loggers)
+        row = {"method": cell.method, "display": type(model).__name__, "bits": cell.bits, "seed": cell.seed,
+               "status": "ok", "dataset": getattr(dm, "display_name", "") or type(dm).__name__,
+               "protocol": getattr(dm, "protocol", ""),
+               "headline": f"mAP@{'all' if top_k is None else top_k}",
+               "supervised": bool(getattr(model, "supervised", False)), "baseline": bool(getattr(model, "baseline", False)),
+               **metrics, "fit_seconds": round(fit_s, 2), "total_seconds": round(time.perf_counter() - t0, 2),
+               "epochs": trainer.current_epoch, "num_query": results.get("num_query"),
+               "num_database": results.get("num_database"), "git_commit": self.commit, "config_hash": digest,
+               "resumed_from": resume, "finished": _now(), "curves": results.get("curves", {}),
+               "bit_plus_rate": results.get("bit_plus_rate", []), "examples": results.get("examples", [])}
+        if self.writer:
+            self._save_thumbnails(dm, row["examples"])
+        self._write_result(run_dir, row)
+        return row
+
+    def _save_thumbnails(self, dm, examples: list) -> None:
+        image = getattr(dm, "image", None)
+        if not examples or image is None:
+            return
+        wanted = {("query", int(e["query"])) for e in examples}
+        wanted |= {("database", int(i)) for e in examples for i in e.get("retrieved", [])}
+        missing = {k for k in wanted if not (self.out / "thumbs" / f"{k[0]}_{k[1]}.png").is_file()}
+        if missing:
+            with contextlib.suppress(Exception):  # figures are a courtesy: never lose a finished run to them
+                report.save_thumbnails(self.out, {k: image(*k) for k in sorted(missing)})
+
+    # -- the sweep ------------------------------------------------------------------------------------
+    def grid(self) -> list[Cell]:
+        a = self.args
+        return [Cell(m, b, s) for b in a.bits for m in a.methods for s in a.seeds]
+
+    def title_info(self, rows: list[dict]) -> dict:
+        ok = [r for r in rows if r.get("status") == "ok"]
+        first = ok[0] if ok else {}
+        return {"name": self.args.name, "dataset": first.get("dataset", ""), "protocol": first.get("protocol", ""),
+                "headline": first.get("headline", "mAP@all"), "num_query": first.get("num_query"),
+                "num_database": first.get("num_database"), "seeds": sorted({int(r["seed"]) for r in ok}),
+                "commit": self.commit, "configs": self.args.config, "overrides": self.overrides}
+
+    def write_report(self, failed: list[dict]) -> list[dict]:
+        rows = self.finished_rows() + failed
+        if not self.writer:
+            return rows
+        info = self.title_info(rows)
+        report.write_rows(self.out, rows)
+        summary = report.summary_markdown(rows, info)
+        (self.out / "summary.md").write_text(summary + "\n")
+        if any(r.get("status") == "ok" for r in rows):
+            with contextlib.suppress(Exception) if not self.args.verbose else contextlib.nullcontext():
+                report.plot_all(self.out, rows, info)
+        return rows
+
+    def main(self) -> list[dict]:
+        a = self.args
+        cells = self.grid()
+        baselines = f" + baselines {', '.join(a.baseline_names)}" if a.baseline_names else ""
+        trained = [m for m in a.methods if m not in a.baseline_names]
+        self.say(f"hashbench compare: {len(cells)} runs ({', '.join(trained) or '-'}{baselines} × "
+                 f"{', '.join(map(str, a.bits))} bits × seeds {', '.join(map(str, a.seeds))}) → {self.out}/")
+        failed, done = [], 0
+        try:
+            for i, cell in enumerate(cells, 1):
+                cell_args = self.cli_args(cell)
+                digest = config_hash(cell_args)
+                run_dir = self.runs_dir / f"{cell.label}-{digest}"
+                head = f"[{i}/{len(cells)}] {cell.method:7s} {cell.bits:4d} bits seed {cell.seed}:"
+                if (run_dir / "result.json").is_file() and not a.force:
+                    self.say(f"{head} finished earlier, kept ({run_dir.name})")
+                    done += 1
+                    continue
+                if a.force and self.writer and run_dir.exists():
+                    shutil.rmtree(run_dir)
+                try:
+                    row = self.run(cell, cell_args, run_dir, digest)
+                except KeyboardInterrupt:
+                    raise
+                except Exception as err:  # one failing run must not lose the others
+                    if a.verbose:
+                        import traceback
+                        traceback.print_exc()
+                    row = {"method": cell.method, "bits": cell.bits, "seed": cell.seed, "status": "failed",
+                           "error": f"{type(err).__name__}: {_first_line(err)}", "git_commit": self.commit,
+                           "config_hash": digest}
+                    failed.append(row)
+                done += 1
+                self.say(f"{head} {_result_line(row)}")
+        except KeyboardInterrupt:
+            rows = self.write_report(failed)
+            self.say(f"\ninterrupted after {done} of {len(cells)} runs; {sum(r.get('status') == 'ok' for r in rows)} "
+                     f"finished runs are in {self.out}/ (summary.md, figures). Run the same command again to "
+                     "continue: finished runs are skipped and the interrupted one resumes from its last epoch.")
+            raise SystemExit(130) from None
+        rows = self.write_report(failed)
+        if self.writer:
+            self.say("\n" + report.summary_markdown(rows, self.title_info(rows)).split("\n## ", 2)[0].strip())
+            self.say(f"\nresults: {self.out}/ (summary.md, runs.csv, runs.json, *.png)")
+            self._wandb_summary(rows)
+        if failed:
+            raise SystemExit(1)
+        return rows
+
+    def _wandb_summary(self, rows: list[dict]) -> None:
+        """One W&B run holding the comparison table and figures (when this sweep's runs logged to W&B)."""
+        if not self.uses_wandb or os.environ.get("WANDB_MODE") == "disabled":
+            return
+        info = self.title_info(rows)
+        with contextlib.suppress(Exception):
+            report.log_wandb_summary(rows, self.out, info, project="hashbench",
+                                     group=f"{info['dataset']}-{info['protocol']}-comparison",
+                                     name=f"compare-{self.args.name}")
+
+
+def _interruptible(trainer, fn) -> None:
+    """Lightning turns Ctrl-C into a graceful stop and ``exit(1)``; here it is an interruption of the sweep."""
+    try:
+        fn()
+    except SystemExit:
+        if getattr(trainer, "interrupted", False):
+            raise KeyboardInterrupt from None
+        raise
+    if getattr(trainer, "interrupted", False):
+        raise KeyboardInterrupt
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _result_line(row: dict) -> str:
+    if row.get("status") != "ok":
+        return f"FAILED {row.get('error', '')}"
+    keys = [row["headline"]] + [k for k in row if k.startswith("mAP@") and k != row["headline"] and "_" not in k
+                                and "H<=" not in k]
+    shown = ", ".join(f"{k} {row[k]:.4f}" for k in keys if k in row)
+    return f"{shown}  ({row.get('total_seconds', 0):.0f} s)"
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def _quiet(verbose: bool):
+    """Lightning's per-run chatter (device lines, tips, warnings about this toy-sized loader) off, unless --verbose."""
+    if verbose:
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"lightning(\.|$)")
+        warnings.filterwarnings("ignore", message=r".*(does not have many workers|smaller than the logging interval"
+                                                  r"|LightningCLI's args parameter|treespec).*")
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
 
 
 def main(argv: list[str]) -> list[dict]:
-    args, overrides = _parse(argv)
-    out = Path(args.out) / args.name
-    commit = _git_commit()
-    rows: list[dict] = []
-    grid = [(m, b, s) for b in args.bits for m in args.methods for s in args.seeds]
-    print(f"hashbench compare: {len(grid)} runs ({args.methods} × {args.bits} bits × seeds {args.seeds}) → {out}")
-    for i, (method, bits, seed) in enumerate(grid, 1):
-        run_dir = out / "runs" / f"{method}_{bits}b_seed{seed}"
-        try:
-            row = run_one(method, bits, seed, args.config, overrides, run_dir)
-        except KeyboardInterrupt:
-            print("interrupted: the finished runs are saved", file=sys.stderr)
-            break
-        except Exception as err:  # one failing run must not lose the others
-            traceback.print_exc()
-            row = {"method": method, "bits": bits, "seed": seed, "status": "failed",
-                   "error": f"{type(err).__name__}: {err}"}
-        row["git_commit"] = commit
-        rows.append(row)
-        report.write_rows(out, rows)
-        maps = {k: v for k, v in row.items() if k.startswith("mAP@") and "tie" not in k and "H<=" not in k}
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in maps.items()) or row.get("error", "")
-        print(f"[{i}/{len(grid)}] {method:7s} {bits:3d} bits seed {seed}: {row['status']}  {shown}"
-              f"  ({row.get('total_seconds', 0):.0f} s)", flush=True)
-    ok = [r for r in rows if r.get("status") == "ok"]
-    metric_names = [k for k in (ok[0] if ok else {}) if k.startswith(("mAP", "P@", "R@"))]
-    headline = args.headline or next((k for k in metric_names if k.startswith("mAP@") and "_" not in k), None)
-    summary = report.summary_markdown(rows, metric_names)
-    (out / "summary.md").write_text(f"# {args.name}\n\ncommit {commit}; configs {args.config}; overrides "
-                                    f"{overrides or 'none'}\n\n{summary}\n")
-    if ok and headline:
-        report.plot_all(out, rows, headline)
-    print(f"\n{summary}\n\nresults: {out}/ (runs.csv, runs.json, summary.md, *.png)")
-    if len(ok) < len(rows):
-        raise SystemExit(1)
-    return rows
+    args, overrides = parse(argv)
+    with _quiet(args.verbose):
+        return Sweep(args, overrides).main()

@@ -1,6 +1,7 @@
 """Hashing methods as LightningModules over a shared base; hash layers and losses are pure torch.
 
-Exports are lazy so that ``import lightning_modules.losses`` never imports Lightning.
+Every method registers itself (``lightning_modules.registry``). Exports are lazy so that
+``import lightning_modules.losses`` never imports Lightning.
 """
 from importlib import import_module
 
@@ -10,6 +11,8 @@ _EXPORTS = {
     "BiHalfNet": "lightning_modules.bihalf",
     "DCH": "lightning_modules.dch",
     "GreedyHash": "lightning_modules.greedyhash",
+    "LSH": "lightning_modules.lsh",
+    "ITQ": "lightning_modules.itq",
 }
 __all__ = list(_EXPORTS)
 

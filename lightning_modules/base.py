@@ -1,10 +1,13 @@
 """Shared base for every hashing method: backbone + hash head + ``encode()`` + optimiser from config.
 
-A method subclasses :class:`HashModule`, builds its head in ``__init__`` and implements
-``training_step``. Evaluation is not the method's business: the retrieval callback calls ``encode``.
+A method subclasses :class:`HashModule`, registers itself (``@register_method``), builds its head in ``__init__``
+and implements ``training_step`` (docs/ADDING.md). Evaluation is not the method's business: the retrieval callback
+scores what ``encode`` returns. What the method needs from the data (views, augmentation, batch rules, number of
+classes) is declared here and handed over once by ``hashbench.cli.connect`` (docs/CONTRACTS.md).
 """
 from __future__ import annotations
 
+import math
 from typing import Literal, Optional, Sequence
 
 import lightning as L
@@ -12,6 +15,13 @@ import torch
 from torch import nn
 
 from .backbones import build_backbone
+
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+              "rmsprop": torch.optim.RMSprop}
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; training stops before the checkpoint is overwritten."""
 
 
 def mlp_head(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
@@ -47,14 +57,25 @@ class HashModule(L.LightningModule):
         optimizer, lr, weight_decay, momentum: the optimiser over the trainable parameters.
         lr_step, lr_decay, lr_step_interval: step decay ``lr·lr_decay^(t // lr_step)`` with t counted in
             epochs or optimiser steps; ``lr_step=None`` keeps the lr constant.
-        head_lr_multiplier: lr multiplier of the hash head relative to the backbone (DCH's official
-            code trains its hash layer 10× faster).
+        head_lr_multiplier: lr multiplier of everything after the backbone (DCH's official TF code trains its
+            hash layer 10× faster).
+        bias_lr_multiplier: lr multiplier of every bias relative to its layer's weights (the official TF DCH
+            uses 2: biases of conv1–fc7 at 2×, the hash layer's bias at 20× = 10 × 2).
     """
 
-    #: how many augmented views per image the train loader must yield (the datamodule asks for this)
+    # ---- what the data must provide: read by the one model ↔ data hand-over (hashbench.cli.connect) ----
+    #: augmented views per training image
     train_views: int = 1
-    #: the paper's train augmentation by name; a datamodule whose train_transform is unset uses it
+    #: the paper's train augmentation by name; used when the datamodule's train_transform is unset
     train_transform: Optional[str] = None
+    #: smallest per-device batch the loss is defined for, and whether it must be even (batch halves are paired)
+    min_batch_size: int = 1
+    even_batch_size: bool = False
+    # ---- how results are presented ----
+    #: trains on labels
+    supervised: bool = False
+    #: a classic closed-form baseline (LSH, ITQ), drawn as such in every comparison
+    baseline: bool = False
 
     def __init__(self, bits: int = 64, backbone: str = "vgg16", pretrained: bool = True,
                  weights_path: Optional[str] = None, freeze: bool = True,
@@ -62,33 +83,69 @@ class HashModule(L.LightningModule):
                  optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd", lr: float = 1e-4,
                  weight_decay: float = 5e-4, momentum: float = 0.9, lr_step: Optional[int] = None,
                  lr_decay: float = 0.1, lr_step_interval: Literal["epoch", "step"] = "epoch",
-                 head_lr_multiplier: float = 1.0):
+                 head_lr_multiplier: float = 1.0, bias_lr_multiplier: float = 1.0):
         super().__init__()
         if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= 4096:
             raise ValueError(f"bits must be an integer code length between 1 and 4096, got {bits!r} (option model.bits)")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r} (option model.optimizer); choose one of {sorted(OPTIMIZERS)}")
+        if not lr > 0 or not math.isfinite(lr):
+            raise ValueError(f"the learning rate must be a positive number, got {lr!r} (option model.lr)")
+        if lr_step is not None and int(lr_step) < 1:
+            raise ValueError(f"lr_step must be a positive number of {lr_step_interval}s or null, got {lr_step!r} "
+                             "(option model.lr_step)")
         self.save_hyperparameters()
         self.bits = bits
         self.backbone = build_backbone(backbone, pretrained, weights_path, freeze, freeze_mode)
         self.head: nn.Module = nn.Identity()  # set by the subclass
+        self._last_terms: dict = {}
+
+    # ---- the model ↔ data hand-over (called once by hashbench.cli.connect) ------------------------------
+    def check_batch_size(self, batch_size: int) -> None:
+        """Refuse a per-device batch size the loss is not defined for, naming the option (before training)."""
+        name = type(self).__name__
+        if batch_size < self.min_batch_size:
+            raise ValueError(f"{name} needs a batch of at least {self.min_batch_size} images per device, got "
+                             f"data.batch_size={batch_size}; set --data.batch_size to {max(self.min_batch_size, 2)} "
+                             "or more")
+        if self.even_batch_size and batch_size % 2:
+            raise ValueError(f"{name} pairs the first half of each batch with the second half, so "
+                             f"data.batch_size must be even; got {batch_size} (use {batch_size + 1} or "
+                             f"{batch_size - 1 if batch_size > 2 else 2})")
+
+    def set_num_classes(self, num_classes: int) -> None:
+        """The data's number of classes (supervised methods build their classifier from it)."""
 
     # ---- forward pieces -------------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Backbone features. 4-D input = images; 2-D input = rows of the feature cache, to which only
-        the part after the cache point runs (``Backbone.cache_split``: VGG's live dropout → fc7 → ReLU →
-        dropout in ``freeze_mode=train``, nothing in ``freeze_mode=eval``)."""
-        if x.dim() == 2:
-            return self.backbone.cache_split[1](x)
+        """Backbone features of a batch (images, or the feature cache's rows: the backbone knows which)."""
         return self.backbone(x)
 
     def hash_scores(self, x: torch.Tensor) -> torch.Tensor:
-        """Real-valued pre-binarisation output h = head(features(x))."""
+        """Real-valued pre-binarisation output h = head(features(x)); DCH's radius-2 mAP re-ranks by it."""
         return self.head(self.features(x))
 
-    def encode(self, images: torch.Tensor, continuous: bool = False) -> torch.Tensor:
-        """Test-time codes in {-1, +1} (B, bits). With ``continuous=True`` return the real scores s whose
-        sign (0 → +1) is the code; DCH's radius-2 mAP re-ranks by their inner product."""
-        scores = self.hash_scores(images)
-        return scores if continuous else binarize(scores)
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Test-time codes in {-1, +1} (B, bits): what evaluation scores. Default: the sign of
+        :meth:`hash_scores` (0 → +1); a method whose codes are not that overrides this."""
+        return binarize(self.hash_scores(x))
+
+    def codes_and_scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(encode(x), hash_scores(x))`` in one forward pass when ``encode`` is the default sign of the scores."""
+        if type(self).encode is HashModule.encode:
+            scores = self.hash_scores(x)
+            return binarize(scores), scores
+        return self.encode(x), self.hash_scores(x)
+
+    # ---- the feature cache's interface (callbacks/feature_cache.py); methods never see it -----------------
+    def cacheable_encoder(self) -> Optional[nn.Module]:
+        """The frozen, deterministic part of the forward pass that a feature cache may compute once per image;
+        None when nothing is (a backbone that is trained)."""
+        return self.backbone.cacheable if self.backbone.frozen else None
+
+    def use_cached_inputs(self, cached: bool) -> None:
+        """From now on the inputs are rows of :meth:`cacheable_encoder` (True) or images (False)."""
+        self.backbone.inputs_cached = bool(cached)
 
     # ---- batches --------------------------------------------------------------------------------
     def split_batch(self, batch) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
@@ -104,9 +161,24 @@ class HashModule(L.LightningModule):
 
     def log_terms(self, terms: dict, batch_size: int) -> None:
         """Log every loss term separately as ``train/<name>``; the total as ``train/loss`` on the bar."""
+        self._last_terms = terms
         for name, value in terms.items():
             self.log(f"train/{name}", value, on_step=True, on_epoch=True, batch_size=batch_size,
                      prog_bar=name == "loss")
+
+    def on_before_backward(self, loss: torch.Tensor) -> None:
+        """Stop at the first non-finite loss, before it reaches the weights or a checkpoint."""
+        if bool(torch.isfinite(loss.detach()).all()):
+            return
+        terms = ", ".join(f"{k} = {float(v.detach()) if torch.is_tensor(v) else v:.6g}"
+                          for k, v in self._last_terms.items()) or f"loss = {float(loss.detach())}"
+        lrs = sorted({g["lr"] for opt in self.trainer.optimizers for g in opt.param_groups}) if self._trainer else []
+        raise NonFiniteLossError(
+            f"{type(self).__name__}: the training loss is not finite at epoch {self.current_epoch}, step "
+            f"{self.global_step}: {terms}; learning rate {', '.join(f'{lr:.3g}' for lr in lrs) or '?'}. Training "
+            "stopped before this step changed the weights; the last checkpoint written (the end of the last complete "
+            "epoch) is kept. Usual causes: a learning rate too high for this optimiser (try --model.lr 10x lower), "
+            "non-finite input images or features, or a batch too small for the loss.")
 
     # ---- evaluation is the retrieval callback's job ---------------------------------------------
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
@@ -116,24 +188,27 @@ class HashModule(L.LightningModule):
         return None
 
     def predict_step(self, batch, batch_idx, dataloader_idx: int = 0):
-        images, _, index = batch
-        return {"codes": self.encode(images), "index": index}
+        images, labels, index = batch
+        return {"codes": self.encode(images), "labels": labels, "index": index}
 
     # ---- optimisation ---------------------------------------------------------------------------
+    def _param_groups(self) -> list[dict]:
+        """Trainable parameters grouped by learning rate: backbone/head × weight/bias with their multipliers."""
+        hp = self.hparams
+        by_lr: dict[float, list] = {}
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                lr = hp.lr * (1.0 if name.startswith("backbone.") else hp.head_lr_multiplier)
+                lr *= hp.bias_lr_multiplier if name.endswith("bias") else 1.0
+                by_lr.setdefault(lr, []).append(p)
+        return [{"params": params, "lr": lr} for lr, params in sorted(by_lr.items())]
+
     def configure_optimizers(self):
         hp = self.hparams
-        groups = [{"params": [p for p in self.backbone.parameters() if p.requires_grad], "lr": hp.lr},
-                  {"params": [p for n, p in self.named_parameters()
-                              if p.requires_grad and not n.startswith("backbone.")],
-                   "lr": hp.lr * hp.head_lr_multiplier}]
-        groups = [g for g in groups if g["params"]]
+        kwargs = {"weight_decay": hp.weight_decay}
         if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        elif hp.optimizer == "rmsprop":
-            opt = torch.optim.RMSprop(groups, lr=hp.lr, weight_decay=hp.weight_decay)
-        else:
-            cls = torch.optim.Adam if hp.optimizer == "adam" else torch.optim.AdamW
-            opt = cls(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+            kwargs["momentum"] = hp.momentum
+        opt = OPTIMIZERS[hp.optimizer](self._param_groups(), lr=hp.lr, **kwargs)
         if hp.lr_step is None:
             return opt
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.lr_step, gamma=hp.lr_decay)

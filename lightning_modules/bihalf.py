@@ -1,12 +1,15 @@
 """Bi-half Net (Li & van Gemert, AAAI 2021): maximise bit entropy with a parameter-free half/half layer.
 
-Official code (liyunqianggyn/Deep-Unsupervised-Image-Hashing, METHODS.md §2): frozen VGG16 fc7 (dropout live)
-→ Linear(4096, K) → Bi-half layer (per bit, the top half of the batch gets +1, the rest −1; backward
-g + γ(U − B)/(N·K) with γ = 6); loss = MSE(cos(b₁, b₂), cos(x₁, x₂)) between the first and second half of
-the batch (different images, no augmentation); SGD lr 1e-4, momentum 0.9, wd 5e-4, batch 32, lr ×0.1
-every 120 epochs (CIFAR-10). At test time codes are sign(h) — not the bi-half split (author, DeepHash-pytorch #20).
+Official code ``liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a:ImageHashing/Cifar10_I.py``
+(docs/methods.md#bi-half-net): frozen VGG16 fc7 (dropout live) → Linear(4096, K) → Bi-half layer (per bit, the top
+half of the batch gets +1, the rest −1; backward g + γ(U − B)/(N·K) with γ = 6); loss = MSE(cos(b₁, b₂), cos(x₁, x₂))
+between the first and second half of the batch (different images, no augmentation); SGD lr 1e-4, momentum 0.9,
+wd 5e-4, batch 32, lr ×0.1 every 120 epochs (CIFAR-10). At test time codes are sign(h), not the bi-half split
+(the author, swuxyj/DeepHash-pytorch issue #20).
 
 Paper vs code: the paper gives γ = 3·1/(N·K); the code uses 6. Default = code; ``gamma=3`` = paper.
+Under DDP the half/half split and the pairs are taken over the global batch (gathered with gradients), so
+W GPUs × B/W images train exactly as one GPU × B.
 """
 from __future__ import annotations
 
@@ -15,15 +18,21 @@ from typing import Literal, Optional
 from torch import nn
 
 from .base import HashModule
+from .distributed import gather_with_grad
 from .hash_layers import bihalf
 from .losses import cosine_mse_halves
+from .registry import register_method
 
 
+@register_method("bihalf", aliases=("bihalfnet", "bi_half"))
 class BiHalfNet(HashModule):
     """Args (besides :class:`HashModule`'s):
         gamma: strength of the backward pull of U towards the half/half codes B, divided by N·K
             (official 6; paper 3).
     """
+
+    min_batch_size = 2
+    even_batch_size = True
 
     def __init__(self, bits: int = 64, gamma: float = 6.0, backbone: str = "vgg16", freeze: bool = True,
                  optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd", lr: float = 1e-4,
@@ -35,7 +44,8 @@ class BiHalfNet(HashModule):
     def training_step(self, batch, batch_idx):
         (images,), _, _ = self.split_batch(batch)
         x = self.features(images)
-        b = bihalf(self.head(x), self.hparams.gamma)
+        h, x = gather_with_grad(self.head(x)), gather_with_grad(x)  # the global batch under DDP
+        b = bihalf(h, self.hparams.gamma)
         loss = cosine_mse_halves(b, x)
         self.log_terms({"loss": loss, "similarity": loss}, batch_size=len(images))
         return loss

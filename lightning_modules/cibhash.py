@@ -1,13 +1,13 @@
 """CIBHash (Qiu et al., IJCAI 2021): contrastive information bottleneck hashing, unsupervised.
 
-Official code (qiuzx2/CIBHash, METHODS.md §1): frozen VGG16 fc7 (dropout live) → Linear(4096,1024) → ReLU →
-Linear(1024,K) → σ → sign(σ − 0.5) with an identity straight-through gradient; loss = NT-Xent over the two
-augmented views' codes (τ 0.3) + β · symmetric KL between the views' Bernoulli posteriors with a
-stop-gradient on the target view (β 1e-3); Adam 1e-3, batch 64.
+Official code ``zexuanqiu/CIBHash@4c896ee:model/CIBHash.py`` (docs/methods.md#cibhash): frozen VGG16 fc7 (dropout
+live) → Linear(4096,1024) → ReLU → Linear(1024,K) → σ → sign(σ − 0.5) with an identity straight-through gradient;
+loss = NT-Xent over the two augmented views' codes (τ 0.3) + β · symmetric KL between the views' Bernoulli
+posteriors with a stop-gradient on the target view (β 1e-3); Adam 1e-3, batch 64.
 
 Paper vs code: the paper describes stochastic Bernoulli codes b ~ Bernoulli(σ) during training; the official
 code binarises deterministically. Default = code; ``stochastic=True`` = paper. Under DDP the codes of both
-views are gathered from every rank with gradients, so negatives come from the global batch (as SimCLR).
+views are gathered from every rank with gradients, so the negatives are the global batch, as on one GPU.
 """
 from __future__ import annotations
 
@@ -19,19 +19,22 @@ from .base import HashModule, mlp_head
 from .distributed import gather_with_grad
 from .hash_layers import cib_binarize
 from .losses import cib_kl, nt_xent
+from .registry import register_method
 
 
+@register_method("cib", aliases=("cibhash",))
 class CIBHash(HashModule):
     """Args (besides :class:`HashModule`'s):
         temperature: NT-Xent temperature τ (official 0.3).
         beta: weight of the symmetric KL term (official 1e-3).
         stochastic: sample Bernoulli codes in training as the paper describes (official code: False).
         hidden_dim: width of the hidden layer of the hash MLP (official 1024).
-        gather_negatives: under DDP use every rank's samples as negatives (global batch).
+        gather_negatives: under DDP use every rank's samples as negatives (the global batch, as on one GPU).
     """
 
     train_views = 2
     train_transform = "cibhash"
+    min_batch_size = 2  # with one image the only other row is its positive: the loss is identically 0
 
     def __init__(self, bits: int = 64, temperature: float = 0.3, beta: float = 1e-3, stochastic: bool = False,
                  hidden_dim: int = 1024, gather_negatives: bool = True, backbone: str = "vgg16",
@@ -48,7 +51,7 @@ class CIBHash(HashModule):
         if self.hparams.gather_negatives:
             b1, b2 = gather_with_grad(b1), gather_with_grad(b2)
         contrastive = nt_xent(b1, b2, temperature=self.hparams.temperature)
-        kl = cib_kl(p1, p2)
+        kl = cib_kl(p1, p2)  # a per-image mean: DDP's gradient average makes it the global mean
         loss = contrastive + self.hparams.beta * kl
         self.log_terms({"loss": loss, "contrastive": contrastive, "kl": kl}, batch_size=len(p1))
         return loss

@@ -1,15 +1,17 @@
 """DCH — Deep Cauchy Hashing (Cao et al., CVPR 2018), supervised and multi-label aware.
 
-Two variants (METHODS.md §3):
-- ``variant="paper"`` (default, as the issue asks and as the DeepHash-pytorch port does): Cauchy cross-entropy
-  on d = K/2·(1 − cos(h_i, h_j)) with balance weights |S|/|S₁|, |S|/|S₀|, plus λ · Cauchy quantisation loss
+Two variants (docs/methods.md#dch):
+- ``variant="paper"`` (default, as the swuxyj/DeepHash-pytorch@ab14068:DCH.py port does): Cauchy cross-entropy on
+  d = K/2·(1 − cos(h_i, h_j)) with balance weights |S|/|S₁|, |S|/|S₀|, plus λ · Cauchy quantisation loss
   log(1 + d(|h|, 1)/γ); γ 20, λ 0.1; AlexNet with all layers trained, no tanh; RMSprop lr 1e-5, wd 1e-5,
   batch 128.
-- ``variant="thulab"``: the official TensorFlow code (thulab/DeepHash): tanh outputs, squared Euclidean
-  distance, its balance weights, quantisation q_lambda·mean((|u| − 1)²) with q_lambda 0; its optimiser
-  (SGD momentum 0.9, lr 5e-3 — γ 30 per the maintainer for the paper's numbers — hash layer lr ×10)
-  lives in ``experiments/*_dch_thulab.yaml``.
-Codes are sign(h) in both variants (tanh does not change the sign).
+- ``variant="thulab"``: the official TensorFlow code (thulab/DeepHash@9907613:DeepHash/model/dch/dch.py): tanh
+  outputs, squared Euclidean distance, its balance weights, quantisation q_lambda·mean((|u| − 1)²) with
+  q_lambda 0; its optimiser (momentum SGD, lr 5e-3 and γ 30 per the maintainer for the paper's numbers, lr
+  multipliers 1×/2× on conv1–fc7 weights/biases and 10×/20× on the hash layer's, ×0.1 every 10,000 steps) lives in
+  ``experiments/cifar_dch_thulab.yaml``.
+Codes are sign(h) in both variants (tanh does not change the sign). Under DDP the pairwise loss is computed over
+the global batch (outputs and labels gathered with gradients), so W GPUs × B/W images equal one GPU × B.
 """
 from __future__ import annotations
 
@@ -19,9 +21,12 @@ import torch
 from torch import nn
 
 from .base import HashModule
+from .distributed import gather_with_grad
 from .losses import dch_loss
+from .registry import register_method
 
 
+@register_method("dch")
 class DCH(HashModule):
     """Trains on Resize 256 → RandomCrop 224 + flip (DeepHash-pytorch; thulab: 227 crops of 256).
 
@@ -33,6 +38,8 @@ class DCH(HashModule):
     """
 
     train_transform = "resize_crop_flip"
+    min_batch_size = 2  # a pairwise loss
+    supervised = True
 
     def __init__(self, bits: int = 48, gamma: float = 20.0, lam: float = 0.1,
                  variant: Literal["paper", "thulab"] = "paper", q_lambda: float = 0.0,
@@ -49,7 +56,8 @@ class DCH(HashModule):
 
     def training_step(self, batch, batch_idx):
         (images,), labels, _ = self.split_batch(batch)
-        terms = dch_loss(self.hash_scores(images), labels, gamma=self.hparams.gamma, lam=self.hparams.lam,
+        u, labels = gather_with_grad(self.hash_scores(images)), gather_with_grad(labels)
+        terms = dch_loss(u, labels, gamma=self.hparams.gamma, lam=self.hparams.lam,
                          variant=self.hparams.variant, q_lambda=self.hparams.q_lambda)
         self.log_terms(terms, batch_size=len(images))
         return terms["loss"]

@@ -1,7 +1,7 @@
 """Binarization layers with hand-written gradients (pure torch; no Lightning, nothing of ours).
 
 Each layer follows one official implementation; the docstrings name the file and say where the
-paper differs. Sources (read at the commits listed in ``shared/reference/METHODS.md``):
+paper differs (docs/methods.md has the whole comparison). Sources:
 
 * ``ssppp/GreedyHash@e5089b2:unsupervised_vgg.py`` (``class hash``) and
   ``zexuanqiu/CIBHash@4c896ee:model/CIBHash.py`` (``class hash``): sign forward, identity backward.
@@ -15,14 +15,12 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from torch import nn
 
 __all__ = [
     "SignSTE",
     "sign_ste",
     "BiHalf",
     "bihalf",
-    "BiHalfLayer",
     "bernoulli_ste",
     "cib_binarize",
 ]
@@ -99,7 +97,7 @@ class BiHalf(torch.autograd.Function):
 
     Source: ``Deep-Unsupervised-Image-Hashing:ImageHashing/Cifar10_I.py`` ``class hash``:
     ``grad = g + gamma * (U - B) / B.numel()`` with ``gamma = 6`` in every image script. The paper
-    (eq. 9 and Sec. 4 "implementation details", per METHODS.md section 2) writes
+    (eq. 9 and Sec. 4 "implementation details"; docs/methods.md#bi-half-net) writes
     ``dL/dU = dL/dB + gamma' (U - B)`` with ``gamma' = 3 / (N K)``: the same form with constant
     3 instead of 6, i.e. ``gamma=3.0`` here. The official value 6 is the default.
     """
@@ -127,26 +125,6 @@ def bihalf(u: torch.Tensor, gamma: float = 6.0) -> torch.Tensor:
     Raises ``ValueError`` for a batch of one row or a non 2-D input.
     """
     return BiHalf.apply(u, gamma)
-
-
-class BiHalfLayer(nn.Module):
-    """``nn.Module`` wrapper of :func:`bihalf`.
-
-    The layer always applies Bi-half (also in ``eval()`` mode). The official code uses it only in
-    training; its ``compress()`` encodes test images with ``sign(h)`` of the pre-activation
-    (author, Deep-Unsupervised-Image-Hashing issue #2 and DeepHash-pytorch issue #20). The method
-    module's ``encode()`` must therefore call ``sign`` on ``h`` itself, not this layer.
-    """
-
-    def __init__(self, gamma: float = 6.0) -> None:
-        super().__init__()
-        self.gamma = float(gamma)
-
-    def forward(self, u: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return bihalf(u, self.gamma)
-
-    def extra_repr(self) -> str:  # noqa: D102
-        return f"gamma={self.gamma}"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Every function states its formula and the official file it follows. Where the paper and the official
 code differ, the official behaviour is the default and the paper's is an option (documented per
-function). Sources are the commits listed in ``shared/reference/METHODS.md``:
+function; docs/methods.md compares them method by method). Sources:
 
 * CIBHash: ``zexuanqiu/CIBHash@4c896ee:model/CIBHash.py`` (``NtXentLoss``, ``compute_kl``).
 * Bi-half: ``liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a:ImageHashing/Cifar10_I.py``.
@@ -87,7 +87,7 @@ def cib_kl(p1: torch.Tensor, p2: torch.Tensor, eps: float = 1e-8) -> torch.Tenso
     Source: ``model/CIBHash.py: compute_kl(prob, prob_v)`` (``prob_v = prob_v.detach()``; eps 1e-8
     added inside each of the four logs) and ``forward``:
     ``kl_loss = (compute_kl(prob_i, prob_j) + compute_kl(prob_j, prob_i)) / 2``, weight 0.001.
-    This is *not* the paper's KL to a Bernoulli(0.5) prior (METHODS.md section 1); the official form
+    This is *not* the paper's KL to a Bernoulli(0.5) prior (docs/methods.md#cibhash); the official form
     is the only one implemented.
     """
     if p1.dim() != 2 or p1.shape != p2.shape:

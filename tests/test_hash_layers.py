@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from lightning_modules.hash_layers import (
-    BiHalfLayer,
     bernoulli_ste,
     bihalf,
     cib_binarize,
@@ -101,16 +100,6 @@ def test_bihalf_rejects_batch_of_one_and_non_matrix():
         bihalf(torch.randn(1, 8))
     with pytest.raises(ValueError, match="2-D"):
         bihalf(torch.randn(8))
-
-
-def test_bihalf_layer_module():
-    layer = BiHalfLayer()
-    assert layer.gamma == 6.0 and "gamma=6.0" in repr(layer)
-    u = torch.tensor([[0.1, 0.9], [0.4, -0.3]], requires_grad=True)
-    b = layer(u)
-    assert b.tolist() == [[-1.0, 1.0], [1.0, -1.0]]
-    b.sum().backward()
-    assert torch.allclose(u.grad, 1 + 6.0 * (u.detach() - b.detach()) / 4)
 
 
 # ------------------------------------------------------------------------------------------ CIBHash

@@ -94,6 +94,7 @@ def test_method_beats_lsh_after_short_training(name, mnist_features):
     f = mnist_features
     L.seed_everything(0, verbose=False)
     model = METHODS[name]()
+    model.use_cached_inputs(True)  # the loaders serve precomputed MobileNetV2 features, as the feature cache does
     trainer = L.Trainer(max_epochs=15, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, FeatureData(f, model.train_views))

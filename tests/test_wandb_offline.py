@@ -1,4 +1,5 @@
-"""With WANDB_MODE=offline, a CLI run writes an offline W&B run holding the logged metrics and plots."""
+"""With WANDB_MODE=offline, a CLI run writes an offline W&B run holding the logged metrics, the grouping of the
+dashboard (one group per method × dataset × protocol × bits: its seeds form one band) and top-level config keys."""
 import glob
 import json
 import re
@@ -26,25 +27,30 @@ def _logged_values(run_file: str, key: str) -> list[float]:
     return values
 
 
-def test_offline_run_holds_metrics_group_and_plots(tmp_path, monkeypatch):
+def test_offline_run_holds_metrics_groups_config_keys_and_plots(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "cifar"
     write_cifar(str(root), train_per_class=15, test_per_class=12)
     cli = run_cli(["fit", "--config", str(EXP / "cifar_greedy.yaml"), "--data.root", str(root),
                    "--data.download", "false", "--data.scale", "0.01", "--data.image_size", "32",
-                   "--data.num_workers", "0", "--data.batch_size", "8", "--model.backbone", "tiny_cnn",
-                   "--model.pretrained", "false", "--model.bits", "16", "--trainer.max_epochs", "1",
-                   "--trainer.check_val_every_n_epoch", "1", "--trainer.logger.init_args.save_dir", str(tmp_path)])
+                   "--data.num_workers", "0", "--data.batch_size", "8", "--data.val_queries", "6",
+                   "--model.backbone", "tiny_cnn", "--model.pretrained", "false", "--model.bits", "16",
+                   "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1", "--seed_everything", "3"])
     import wandb
     wandb.finish()
-    runs = glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "run-*.wandb"))
-    assert len(runs) == 1, "expected exactly one offline run directory"
-    expected = float(cli.trainer.callback_metrics["val/mAP@1000"])
-    logged = _logged_values(runs[0], "val/mAP@1000")
+    runs = glob.glob(str(tmp_path / "runs" / "*" / "wandb" / "offline-run-*" / "run-*.wandb"))
+    assert len(runs) == 1, "expected exactly one offline run directory, inside the run's directory"
+    expected = float(cli.trainer.callback_metrics["val/mAP"])
+    logged = _logged_values(runs[0], "val/mAP")
     assert logged and logged[-1] == pytest.approx(expected, abs=1e-6)
     raw = open(runs[0], "rb").read()
-    assert b"CIFAR10-16bit" in raw and b"GreedyHash" in raw  # group and tag filled in by the CLI
-    media = glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "files" / "media" / "table" / "val" / "*.json"))
+    # the seeds of one method × dataset × protocol × bits share a group; methods are different groups
+    assert b"cifar10-greedyhash-greedy-16b" in raw and b"cifar10-greedyhash-greedy-16b-seed3" in raw
+    for key, value in (("method", "GreedyHash"), ("dataset", "cifar10"), ("protocol", "greedyhash"),
+                       ("bits", "16"), ("seed", "3"), ("supervised", "false")):
+        assert re.search(rb'"?' + key.encode() + rb'"?[^a-z]{1,12}' + value.encode(), raw), key
+    media = glob.glob(str(tmp_path / "runs" / "*" / "wandb" / "offline-run-*" / "files" / "media" / "table" / "val"
+                          / "*.json"))
     names = " ".join(media)
     assert "pr_curve" in names and "bit_balance" in names and "precision_at_N" in names

@@ -1,36 +1,38 @@
-"""On-disk cache of a frozen encoder's outputs, one file per dataset split (no Lightning import).
+"""On-disk store of a frozen encoder's outputs, one entry per dataset split (no Lightning import).
 
-Why: CIBHash, Bi-half and unsupervised GreedyHash freeze VGG16 and train a small head, yet the official
-code runs the whole VGG16 over every image every epoch. The expensive, deterministic part of the
-backbone (its ``prefix``: convs → fc6 → ReLU for VGG16) is computed once per split and image transform
-and stored as a memory-mapped ``.npy``; every epoch (and every later run) reads it. What is random in
-training (VGG's live dropout → fc7 → ReLU → dropout, METHODS.md §0.3) stays in the model's ``suffix``
-and runs each step, so training with the cache is the same computation as without it. With
-``freeze_mode=eval`` nothing is random and the whole backbone is cached (``Backbone.cache_split``).
+Why: CIBHash, Bi-half and unsupervised GreedyHash freeze VGG16 and train a small head, yet the official code runs
+the whole VGG16 over every image every epoch. The expensive, deterministic part of the backbone (the model's
+``cacheable_encoder()``: convs → fc6 → ReLU for VGG16, or the whole backbone with ``freeze_mode=eval``) is computed
+once per split and stored as a memory-mapped ``.npy``; every epoch (and every later run) reads it. What is random in
+training (VGG's live dropout → fc7 → ReLU → dropout, as the official code) still runs each step.
 
-Layout of one cache entry (``<cache_dir>/<split>-<backbone>-<key[:16]>/``)::
+Layout of one entry (``<cache_dir>/<split>-<encoder>-<identity[:16]>/``)::
 
     features.npy   (N, D) or, for an augmentation bank, (M, N, D); float16 (default) or float32
     labels.npy     (N, C) float32 multi-hot labels of the split
-    meta.json      written LAST: {"complete": true, key, key fields, shape, dtype, timings, ...}
+    meta.json      written LAST: {"complete": true, key, fields, shape, dtype, features_crc32, timings, ...}
 
-Crash safety: a build writes into ``<entry>.partial/`` (``plan.json``, the pre-allocated
-``features.npy``, one ``progress-rank<r>.json`` counter per rank, updated only after the rows it counts
-were fsync'ed), then writes ``meta.json`` and renames the directory atomically. A directory without a
-valid ``meta.json`` is never read as complete: an interrupted build is resumed from the counters (same
-plan), or rebuilt when the plan changed (world size, shape, dtype).
+An entry is found by its *identity* (split, encoder name and weights, transform, storage, bank) and valid for one
+*key* = identity + a fingerprint of the split's inputs (the dataset's ``fingerprint()``: image bytes for in-memory
+pools; path, size and mtime of every file for image files; labels). Replaced images or labels change the key: the
+entry is rebuilt with one warning saying so. The CRC-32 of ``features.npy`` is stored when it is written and checked
+when the entry is loaded: a features file changed after it was written is rebuilt, with one warning.
+
+Crash safety: a build writes into ``<entry>.partial/`` (``plan.json``, the pre-allocated ``features.npy``, one
+``progress-rank<r>.json`` counter per rank, updated only after the rows it counts were fsync'ed), then writes
+``meta.json`` and renames the directory atomically. A directory without a valid ``meta.json`` is never read as
+complete: an interrupted build is resumed from the counters (same plan), or rebuilt when the plan changed.
 
 Distributed: every rank encodes a contiguous shard of the rows into the shared file (rank 0 plans and
-pre-allocates before a barrier; rank 0 finalises between two barriers). ``barrier`` / ``broadcast`` are
-plain callables, so the module runs without Lightning (``cache_dir`` must be visible to every rank).
+pre-allocates before a barrier; rank 0 finalises between two barriers). ``barrier`` / ``broadcast`` are plain
+callables, so the module runs without Lightning (``cache_dir`` must be visible to every rank).
 
-Random train transforms (CIBHash's augmentations) cannot be cached exactly: caching one draw would
-freeze one augmentation per image. They are refused unless ``bank_views=M`` is given explicitly: M
-augmented views per image are precomputed (view m of image i is drawn with a seed derived from
-``(bank_seed, m, i)``, so the bank is reproducible whatever the workers, sharding or resumption), and the
-cached dataset returns ``views`` *distinct* bank entries per item, drawn afresh from torch's RNG at every
-fetch (so every epoch re-pairs them, reproducibly under a seed). This is an approximation of fresh
-augmentation (M·(M−1) ordered pairs per image instead of an unbounded stream) — use it knowingly.
+Random train transforms (CIBHash's augmentations) cannot be cached exactly: caching one draw would freeze one
+augmentation per image. They are refused unless ``bank_views=M`` is given explicitly: M augmented views per image
+are precomputed (view m of image i is drawn with a seed derived from ``(bank_seed, m, i)``, so the bank is
+reproducible whatever the workers, sharding or resumption), and the cached dataset returns ``views`` *distinct*
+bank entries per item, drawn afresh from torch's RNG at every fetch — an approximation of fresh augmentation
+(M·(M−1) ordered pairs per image instead of an unbounded stream); use it knowingly.
 """
 from __future__ import annotations
 
@@ -43,14 +45,15 @@ import os
 import shutil
 import time
 import warnings
+import zlib
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DTYPES = {"float16": np.float16, "float32": np.float32}
 AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 BANK_OPTION = "bank_views"
@@ -93,6 +96,30 @@ def array_fingerprint(*arrays: Any) -> str:
 def cache_key(fields: Dict[str, Any]) -> str:
     """sha256 of the canonical JSON of the key fields."""
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+#: key fields that describe the split's inputs; every other field is part of the entry's identity
+CONTENT_FIELDS = ("data_fingerprint", "num_items")
+
+
+def dataset_fingerprint(dataset: Dataset) -> str:
+    """What the split's items are made of: the dataset's own ``fingerprint()`` (image bytes or file path/size/mtime,
+    labels), else the pool indices and labels."""
+    own = getattr(dataset, "fingerprint", None)
+    if callable(own):
+        return str(own())
+    labels = getattr(dataset, "labels", None)
+    return array_fingerprint(np.asarray(getattr(dataset, "pool_indices", np.arange(len(dataset)))),
+                             labels if labels is not None else np.zeros(0))
+
+
+def file_crc32(path: str, chunk: int = 16 << 20) -> int:
+    """Streaming CRC-32 of a file (≈ 2.7 GB/s in memory; the disk read dominates)."""
+    crc = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            crc = zlib.crc32(block, crc)
+    return crc
 
 
 def encoder_fields(encoder: nn.Module, name: str = "") -> Dict[str, Any]:
@@ -147,12 +174,13 @@ class CachedFeatureDataset(Dataset):
     ``feature`` is a float32 vector (D,) — the cached encoder output — or, when the original train set
     yields ``views > 1`` images per item, a list of ``views`` vectors: distinct bank views drawn from
     torch's RNG at each fetch (augmentation bank), or copies of the one cached vector (deterministic
-    transform). Fast paths: ``__getitems__`` (used by any ``DataLoader`` with a ``batch_size``) reads a
-    whole batch with one fancy-index of the memory map; ``dataset[list_of_indices]`` returns an already
-    collated batch (``batch_loader`` uses it with ``batch_size=None``).
+    transform). ``__getitems__`` (used by any ``DataLoader`` with a ``batch_size``) reads a whole batch with one
+    fancy-index of the memory map, so a loader serves it fastest in the main process (``loads_in_process``).
     """
 
     transform = None
+    #: a batch is one memory-map read: cheaper in the main process than shipped from DataLoader workers
+    loads_in_process = True
 
     def __init__(self, path: str, labels: torch.Tensor, split: str = "", pool_indices=None, views: int = 1,
                  meta: Optional[dict] = None, source: Optional[Dataset] = None):
@@ -216,8 +244,6 @@ class CachedFeatureDataset(Dataset):
         return i
 
     def __getitem__(self, i):
-        if isinstance(i, (list, tuple, np.ndarray, torch.Tensor)) and np.ndim(i) == 1:
-            return self.get_batch(i)
         i = self._check(int(i))
         rows = self._rows(np.array([i]))
         feats = [r[0] for r in rows]
@@ -241,15 +267,6 @@ class CachedFeatureDataset(Dataset):
             return list(zip(feats.unbind(0), labels.unbind(0), index.tolist()))
         per_view = [v.unbind(0) for v in feats]
         return [([pv[k] for pv in per_view], labels[k], int(index[k])) for k in range(len(index))]
-
-    def batch_loader(self, batch_size: int, shuffle: bool = False, drop_last: bool = False,
-                     generator: Optional[torch.Generator] = None, **loader_kwargs) -> DataLoader:
-        """A loader that fetches each whole batch with one call and no collation (``batch_size=None`` and a
-        ``BatchSampler`` as sampler). Same index order as ``DataLoader(self, batch_size, shuffle,
-        drop_last, generator=generator)``."""
-        inner = RandomSampler(self, generator=generator) if shuffle else SequentialSampler(self)
-        return DataLoader(self, sampler=BatchSampler(inner, batch_size, drop_last), batch_size=None,
-                          generator=generator, **loader_kwargs)
 
     def __repr__(self) -> str:
         bank = f", bank_views={self.bank_views}" if self.bank_views else ""
@@ -321,6 +338,22 @@ def _shard(rows: int, rank: int, world: int) -> tuple:
     return rows * rank // world, rows * (rank + 1) // world
 
 
+def _entry_problem(final: str, key: str, verify: bool = False) -> Optional[str]:
+    """Why the entry at ``final`` cannot be used for ``key`` (None: it can). ``verify`` also checks the CRC-32 of
+    the features file against the one stored when it was written."""
+    meta = _read_json(os.path.join(final, "meta.json"))
+    if not meta or meta.get("complete") is not True or meta.get("format") != FORMAT_VERSION:
+        return "it is incomplete or of another format"
+    if meta.get("key") != key:
+        return ("the split's inputs (images or labels) changed since it was built "
+                f"({meta.get('num_items')} items then)")
+    if _valid_entry(final, key) is None:
+        return "its files do not match its meta.json (shape, dtype or item count)"
+    if verify and meta.get("features_crc32") != file_crc32(os.path.join(final, "features.npy")):
+        return "features.npy was modified after it was written (checksum mismatch)"
+    return None
+
+
 def _valid_entry(final: str, key: str) -> Optional[dict]:
     """meta of a complete cache entry, or None (missing, incomplete, other key, wrong file shape)."""
     meta = _read_json(os.path.join(final, "meta.json"))
@@ -386,15 +419,13 @@ class FeatureCacheBuilder:
     # -------------------------------------------------------------------------------- public
     def fields(self, dataset: Dataset, key_fields: Dict[str, Any], split: str, bank_views: int = 0,
                bank_seed: int = 0) -> Dict[str, Any]:
-        """Every field the cache key is made of (caller's fields + split, data, transform, storage)."""
+        """Every field the cache key is made of: the caller's fields, the split's identity (name, transform,
+        storage, bank) and its inputs (``CONTENT_FIELDS``: :func:`dataset_fingerprint`, item count)."""
         base, _ = unwrap_multiview(getattr(dataset, "transform", None))
-        labels = getattr(dataset, "labels", None)
         out = dict(key_fields)
         out.update({
             "format": FORMAT_VERSION, "split": split, "num_items": len(dataset),
-            "data_fingerprint": array_fingerprint(
-                np.asarray(getattr(dataset, "pool_indices", np.arange(len(dataset)))),
-                labels if labels is not None else np.zeros(0)),
+            "data_fingerprint": dataset_fingerprint(dataset),
             "dataset_class": type(dataset).__name__,
             "transform": repr(base), "dtype": self.dtype, "compute": self.autocast,
             "bank_views": int(bank_views), "bank_seed": int(bank_seed) if bank_views else None,
@@ -402,9 +433,10 @@ class FeatureCacheBuilder:
         return out
 
     def entry_path(self, fields: Dict[str, Any]) -> str:
-        key = cache_key(fields)
+        """The entry's folder, named by its identity (everything but the inputs), so changed inputs rebuild it."""
+        identity = cache_key({k: v for k, v in fields.items() if k not in CONTENT_FIELDS})
         tag = "".join(c if c.isalnum() or c in "._" else "_" for c in str(fields.get("encoder", "enc")))
-        return os.path.join(self.cache_dir, f"{fields['split']}-{tag}-{key[:16]}")
+        return os.path.join(self.cache_dir, f"{fields['split']}-{tag}-{identity[:16]}")
 
     def get(self, dataset: Dataset, encoder: nn.Module, key_fields: Dict[str, Any], split: str = "",
             bank_views: int = 0, bank_seed: int = 0, views: Optional[int] = None,
@@ -461,10 +493,13 @@ class FeatureCacheBuilder:
 
     # -------------------------------------------------------------------------------- rank 0: plan
     def _plan(self, final, key, fields, source, encoder, labels, bank_views, bank_seed) -> dict:
-        if _valid_entry(final, key) is not None:
-            return {"status": "complete", "final": final}
-        if os.path.exists(final):  # a directory without a valid meta: never trusted, rebuilt
-            warnings.warn(f"feature cache: {final} is incomplete or inconsistent; rebuilding it", stacklevel=3)
+        if os.path.exists(final):
+            problem = _entry_problem(final, key, verify=True)
+            if problem is None:
+                return {"status": "complete", "final": final}
+            # never trusted, rebuilt: one warning saying why
+            warnings.warn(f"feature cache: rebuilding the {fields.get('split') or 'split'} entry {final}: {problem}",
+                          stacklevel=3)
             shutil.rmtree(final, ignore_errors=True)
         partial = final + ".partial"
         n = len(source)
@@ -600,6 +635,7 @@ class FeatureCacheBuilder:
         meta = {k: plan[k] for k in ("format", "key", "fields", "shape", "dtype", "rows", "num_items", "dim",
                                       "world", "bank_views", "bank_seed")}
         meta.update({"complete": True, "created": _now(), "build_seconds": round(seconds, 3),
+                     "features_crc32": file_crc32(os.path.join(partial, "features.npy")),
                      "built_with": {"device": str(self.device), "autocast": self.autocast,
                                     "channels_last": self.channels_last, "torch": torch.__version__}})
         _write_json(os.path.join(partial, "meta.json"), meta)  # the meta is written LAST

@@ -1,0 +1,37 @@
+"""``last.ckpt`` at the end of every training epoch, written atomically, whatever the validation schedule.
+
+Lightning's ``ModelCheckpoint(save_last=True)`` with a monitor saves only when validation runs (every 20 epochs in
+the CIBHash configs), so a run killed in epoch 39 lost 19 epochs; and it writes the file in place, so a run killed
+while saving left a truncated ``last.ckpt``. This one saves after every training epoch into ``last.ckpt.partial``
+and renames it (atomic on POSIX), so ``last.ckpt`` is always a complete checkpoint of a finished epoch.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+from weakref import proxy
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``<dirpath>/last.ckpt`` after every training epoch (what ``--ckpt_path last`` resumes)."""
+
+    def __init__(self, dirpath: Optional[str] = None):
+        super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, save_last=False,
+                         every_n_epochs=1, save_on_train_epoch_end=True, enable_version_counter=False)
+
+    @property
+    def state_key(self) -> str:
+        return "LastCheckpoint"
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        partial = filepath + ".partial"
+        trainer.save_checkpoint(partial, self.save_weights_only)  # every rank takes part; rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(partial, filepath)
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))

@@ -1,0 +1,101 @@
+"""One ``hashbench: error:`` line for every mistake in the user's input or files; tracebacks only for our bugs.
+
+``main()`` runs every command inside :func:`reported`. An exception is a *user error* when it is one of the suite's
+own error types (missing/malformed data, split-file mismatch, run/checkpoint problems, a non-finite loss) or when a
+``ValueError``/``TypeError``/``OSError`` raised by our code reaches the CLI while the run is being configured (bad
+option values, missing weights): its message says what is wrong and what to do. Anything else is a bug and keeps
+its traceback. ``HASHBENCH_TRACEBACK=1`` shows the traceback of user errors too.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import traceback
+from typing import Iterator, Optional
+
+from datamodules.errors import DatasetFormatError, DatasetNotFoundError, ProtocolSizeError
+from datamodules.protocols import SplitFileMismatchError
+from lightning_modules.base import NonFiniteLossError
+
+from .runs import RunError
+
+#: always the user's to fix, wherever they are raised (exit 2), or a run that failed cleanly (exit 1)
+USER_ERRORS = (DatasetNotFoundError, DatasetFormatError, ProtocolSizeError, SplitFileMismatchError, RunError)
+RUN_FAILURES = (NonFiniteLossError,)
+#: raised by our own code while a run is configured: the message names the option
+CONFIG_ERRORS = (ValueError, TypeError, OSError, KeyError)
+OUR_PACKAGES = ("lightning_modules", "datamodules", "callbacks", "hashbench")
+
+
+class ConfigError(ValueError):
+    """A wrong command-line option or config value (exit 2)."""
+
+
+class _Phase:
+    configuring = True  # until the Trainer starts running a stage
+
+
+phase = _Phase()
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def _raised_by_us(err: BaseException) -> bool:
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return False
+    last = frames[-1].filename.replace(os.sep, "/")
+    return any(f"/{pkg}/" in last for pkg in OUR_PACKAGES) and "/site-packages/" not in last
+
+
+def _clean(message: str) -> str:
+    """A DataLoader worker re-raises our error with the worker's traceback inside the message: keep our words."""
+    if "Original Traceback" not in message:
+        return message.strip()
+    lines = message.rstrip().splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        m = re.match(r"^[\w.]+(Error|Exception): (.*)$", lines[i])
+        if m:
+            return "\n".join([m.group(2), *lines[i + 1:]]).strip()
+    return lines[-1].strip()
+
+
+def user_error(err: BaseException) -> Optional[tuple[str, int]]:
+    """``(message, exit code)`` when ``err`` (or an exception it wraps) is the user's to fix, else None."""
+    chain = list(_chain(err))
+    for e in chain:
+        if isinstance(e, USER_ERRORS + (ConfigError,)):
+            return _clean(str(e)), 2
+        if isinstance(e, RUN_FAILURES):
+            return _clean(str(e)), 1
+    if phase.configuring:
+        for e in reversed(chain):  # innermost first: jsonargparse wraps ours in a "Union subtypes" error
+            if isinstance(e, CONFIG_ERRORS) and _raised_by_us(e):
+                return _clean(str(e)), 2
+    return None
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Print a user error as one ``hashbench: error:`` message and exit with its code."""
+    phase.configuring = True
+    try:
+        yield
+    except KeyboardInterrupt:
+        print("hashbench: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as err:  # noqa: BLE001 - sorted into user errors and bugs just below
+        found = user_error(err)
+        if found is None or os.environ.get("HASHBENCH_TRACEBACK"):
+            raise
+        message, code = found
+        print(f"hashbench: error: {message}", file=sys.stderr)
+        raise SystemExit(code) from None

@@ -1,0 +1,143 @@
+"""The paper-settings table: each method's training schedule as its official code runs it, and the per-dataset
+protocols and settings of the papers. ``experiments/make_configs.py`` writes every config from it and
+``hashbench compare`` builds its per-method configs from it.
+
+One source of truth: a model's hyperparameter defaults (lr, optimiser, γ, …) live in its class signature and are
+read from there; this table holds only what the class cannot know (epochs, batch size, validation schedule,
+checkpoint selection, which protocol a paper used on which dataset) and the few per-dataset hyperparameters the
+official scripts change. Adding a method = its file in ``lightning_modules/`` + one row in ``METHODS``.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass, field
+from typing import Optional
+
+from lightning_modules.registry import get_method
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """How the official code trains a method (sources in docs/methods.md)."""
+
+    source: str
+    epochs: int
+    batch_size: int
+    val_every: int = 5
+    #: the official code keeps its best validation epoch (only where the protocol has a validation split)
+    select_on_validation: bool = False
+    #: epochs that depend on the code length (CIBHash: ≥ 80 at 16 bits; GreedyHash: 300 at 16 bits)
+    epochs_at_bits: dict = field(default_factory=dict)
+
+
+METHODS: dict[str, MethodSettings] = {
+    "cib": MethodSettings(
+        "zexuanqiu/CIBHash@4c896ee (model/CIBHash.py, main.py): Adam 1e-3, batch 64, τ 0.3, β 1e-3, 60 epochs (≥ 80 at "
+        "16 bits), validation every 20 epochs, best validation epoch kept",
+        epochs=60, batch_size=64, val_every=20, select_on_validation=True, epochs_at_bits={16: 80}),
+    "bihalf": MethodSettings(
+        "liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a (ImageHashing/Cifar10_I.py): SGD 1e-4, momentum 0.9, "
+        "wd 5e-4, batch 32, γ 6, 300 epochs, lr ×0.1 every 120, evaluation every 10",
+        epochs=300, batch_size=32, val_every=10),
+    "greedy": MethodSettings(
+        "ssppp/GreedyHash@e5089b2 (unsupervised_vgg.py): SGD 1e-4, momentum 0.9, wd 5e-4, batch 32, α 0.1, constant "
+        "lr, 60 epochs (300 at 16 bits), evaluation every 5",
+        epochs=60, batch_size=32, val_every=5, epochs_at_bits={16: 300}),
+    "dch": MethodSettings(
+        "swuxyj/DeepHash-pytorch@ab14068 (DCH.py, the paper's loss): AlexNet fully trained, RMSprop 1e-5, wd 1e-5, "
+        "batch 128, γ 20, λ 0.1, 150 epochs, evaluation every 5",
+        epochs=150, batch_size=128, val_every=5),
+    "lsh": MethodSettings("random Gaussian projections of the centred features (Charikar, STOC 2002), fitted in one "
+                          "pass over the train split", epochs=1, batch_size=256, val_every=1),
+    "itq": MethodSettings("PCA + 50 iterations of orthogonal rotation (Gong & Lazebnik, CVPR 2011, ITQ.m), fitted in "
+                          "one pass over the train split", epochs=1, batch_size=256, val_every=1),
+}
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    """A dataset's paper configs: its data file and, per method, the protocol/transforms/hyperparameters used."""
+
+    data_file: str  # experiments/data/<file>.yaml, a hand-written data block
+    #: method -> {"data": {...}, "model": {...}, "epochs": n, "own_validation": bool}
+    per_method: dict = field(default_factory=dict)
+    #: validation queries drawn from the train split, for protocols without a validation split of their own
+    val_queries: int = 1000
+
+
+DATASETS: dict[str, DatasetSettings] = {
+    "cifar": DatasetSettings("cifar", per_method={
+        # the CIBHash code's protocol has 5,000 validation queries of its own (the official code selects on them)
+        "cib": {"data": {"protocol": "cibhash"}, "own_validation": True},
+        "greedy": {"data": {"protocol": "greedyhash"}},
+        "dch": {"data": {"protocol": "dch", "train_transform": "resize", "eval_transform": "resize"}},
+        "lsh": {"data": {"protocol": "bihalf_i"}}, "itq": {"data": {"protocol": "bihalf_i"}},
+    }),
+    "nuswide": DatasetSettings("nuswide"),
+    "flickr": DatasetSettings("flickr", per_method={"bihalf": {"epochs": 100, "model": {"lr_step": 60}}}),
+    "coco": DatasetSettings("coco", per_method={
+        "bihalf": {"epochs": 150, "model": {"lr_step": 60, "lr": 0.001}, "data": {"train_transform": "resize_crop_flip"}},
+    }),
+    "mnist": DatasetSettings("mnist"),
+}
+
+# Frozen-backbone methods run the backbone's deterministic part once per split (callbacks/feature_cache.py). float32
+# keeps training what it is without the cache (to float rounding); a random train augmentation (CIBHash's) stays on
+# images (exact) and only the evaluation splits are cached.
+FEATURE_CACHE = {"class_path": "FeatureCache",
+                 "init_args": {"cache_dir": ".cache/features", "dtype": "float32", "random_train_transform": "images"}}
+W_AND_B = {"class_path": "lightning.pytorch.loggers.WandbLogger",
+           "init_args": {"project": "hashbench", "job_type": "train"}}
+
+
+def model_defaults(name: str) -> dict:
+    """``{"class_path", "init_args"}`` of a method with the defaults of its own ``__init__`` (the source of truth)."""
+    cls = get_method(name)
+    args = {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()
+            if p.default is not p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {"class_path": cls.__name__, "init_args": args}
+
+
+def epochs_for(name: str, bits: Optional[int], override: Optional[int] = None) -> int:
+    m = METHODS[name]
+    return override or m.epochs_at_bits.get(bits, m.epochs)
+
+
+def trainer_block(name: str, *, select: bool, epochs: int) -> dict:
+    """Trainer settings of one method: schedule, W&B logger, the retrieval evaluation and checkpoints."""
+    m, cls = METHODS[name], get_method(name)
+    callbacks = [copy.deepcopy(FEATURE_CACHE)] if model_defaults(name)["init_args"].get("freeze", True) else []
+    callbacks.append({"class_path": "RetrievalEvaluation", "init_args": {"radius": 2}})
+    if not cls.baseline:  # closed-form baselines have no optimiser, hence no learning rate to monitor
+        callbacks.append({"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"})
+    if select:  # the official code keeps its best epoch on validation queries, never on the test queries
+        callbacks.append({"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                          "init_args": {"monitor": "val/mAP", "mode": "max", "filename": "best-{epoch}"}})
+    return {"max_epochs": epochs, "check_val_every_n_epoch": m.val_every, "num_sanity_val_steps": 0,
+            "logger": copy.deepcopy(W_AND_B), "callbacks": callbacks}
+
+
+def method_config(name: str, dataset: Optional[str] = None, *, protocol_settings: bool = True,
+                  select: Optional[bool] = None) -> dict:
+    """Model + trainer config of one method (+ the data settings the paper used on ``dataset``).
+
+    ``protocol_settings=False`` (``hashbench compare``) leaves the protocol and transforms to the user's data config,
+    so every method of a comparison is trained and scored on the same splits.
+    """
+    m = METHODS[name]
+    ds = DATASETS.get(dataset)
+    over = ds.per_method.get(name, {}) if ds else {}
+    own_validation = bool(over.get("own_validation")) and protocol_settings
+    model = model_defaults(name)
+    model["init_args"].update(over.get("model", {}))
+    if select is None:  # select only on a validation split of the protocol's own, as the official code
+        select = m.select_on_validation and own_validation
+    cfg = {"model": model, "trainer": trainer_block(name, select=select, epochs=over.get("epochs", m.epochs))}
+    data = {"batch_size": m.batch_size}
+    if protocol_settings:
+        data.update(over.get("data", {}))
+        if ds and not own_validation:  # progress is watched on train-side queries, never on the test queries
+            data["val_queries"] = ds.val_queries
+    cfg["data"] = {"init_args": data}
+    return cfg

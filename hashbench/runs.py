@@ -1,0 +1,148 @@
+"""Stable run directories: where one run's checkpoints and logs live, so a killed run can be resumed.
+
+A run is named after what it trains — ``<dataset>-<protocol>-<method>-<bits>b-seed<seed>`` — or ``--run_name``, and
+lives in ``<root>/<name>/`` (root: ``trainer.default_root_dir`` if given, else ``runs``)::
+
+    checkpoints/last.ckpt      written at the end of every epoch (atomically), what ``--ckpt_path last`` resumes
+    checkpoints/best-*.ckpt    the selected checkpoint, when the config selects on a validation split
+    csv/version_N/, wandb/     logs; W&B resumes the same run id (``wandb_id``)
+    config.yaml                the resolved configuration of the latest start
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import secrets
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+DEFAULT_ROOT = "runs"
+LAST = "last.ckpt"
+
+
+class RunError(ValueError):
+    """A run directory or checkpoint problem the user can fix (exit 2)."""
+
+
+def _class_attr(class_path: Optional[str], name: str, default=None):
+    """A class attribute of the class a config names (protocol defaults, dataset names), without instantiating."""
+    if not class_path or "." not in str(class_path):
+        return default
+    module, cls = str(class_path).rsplit(".", 1)
+    try:
+        return getattr(getattr(importlib.import_module(module), cls), name, default)
+    except (ImportError, AttributeError):
+        return default
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(text)).strip("_") or "run"
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What a run trains: the keys runs are named, grouped and filtered by (W&B config, compare rows)."""
+
+    method: str
+    method_class: str
+    dataset: str
+    protocol: str
+    bits: Optional[int]
+    seed: Optional[int]
+    supervised: bool
+
+    @classmethod
+    def from_config(cls, cfg) -> "RunIdentity":
+        model_path, data_path = str(cfg.model.class_path), str(cfg.data.class_path)
+        model_args, data_args = cfg.model.get("init_args") or {}, cfg.data.get("init_args") or {}
+        dataset = data_args.get("name") or _class_attr(data_path, "dataset_name") or data_path.rsplit(".", 1)[-1]
+        protocol = data_args.get("protocol") or _class_attr(data_path, "default_protocol") or ""
+        supervised = bool(model_args.get("supervised", _class_attr(model_path, "supervised", False)))
+        seed = cfg.get("seed_everything")
+        return cls(method=_class_attr(model_path, "method_name") or model_path.rsplit(".", 1)[-1].lower(),
+                   method_class=model_path.rsplit(".", 1)[-1], dataset=str(dataset), protocol=str(protocol),
+                   bits=model_args.get("bits"), seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+                   supervised=supervised)
+
+    @property
+    def name(self) -> str:
+        parts = [self.dataset, self.protocol, self.method, f"{self.bits}b", f"seed{self.seed}"]
+        return _slug("-".join(p for p in parts if p))
+
+    @property
+    def group(self) -> str:
+        """Seeds of one method × dataset × protocol × bits: one W&B group (mean ± band over seeds)."""
+        return _slug("-".join(p for p in [self.dataset, self.protocol, self.method, f"{self.bits}b"] if p))
+
+    def as_config(self) -> dict:
+        return {"method": self.method_class, "method_name": self.method, "dataset": self.dataset,
+                "protocol": self.protocol, "bits": self.bits, "seed": self.seed, "supervised": self.supervised}
+
+
+def run_dir(root: Optional[str], name: str) -> Path:
+    return Path(root or DEFAULT_ROOT) / name
+
+
+def checkpoint_dir(run: Path) -> Path:
+    return run / "checkpoints"
+
+
+def find_checkpoint(run: Path, which: str) -> Path:
+    """``last`` / ``best`` of a run directory; a clear error when the run has none."""
+    ckpts = checkpoint_dir(run)
+    if which == "last":
+        path = ckpts / LAST
+        if path.is_file():
+            return path
+        raise RunError(f"--ckpt_path last: run {run.name!r} has no checkpoint to resume ({path} does not exist). "
+                       "A checkpoint is written at the end of every epoch; start the run without --ckpt_path, or name "
+                       f"the run to resume with --run_name (runs under {run.parent}: "
+                       f"{', '.join(sorted(p.name for p in run.parent.glob('*') if p.is_dir())[:8]) or 'none'})")
+    best = sorted(ckpts.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if best:
+        return best[-1]
+    raise RunError(f"--ckpt_path best: run {run.name!r} has no selected checkpoint in {ckpts} (only configs that "
+                   "select on a validation split write best-*.ckpt); use --ckpt_path last or a file path")
+
+
+def check_checkpoint_file(path: str) -> None:
+    """A checkpoint must be a complete torch zip archive; a truncated or foreign file is named, not a traceback."""
+    p = Path(path)
+    if not p.is_file():
+        raise RunError(f"checkpoint not found: {p} (option --ckpt_path); give a .ckpt file, or 'last' / 'best' of "
+                       "this run's directory")
+    try:
+        with zipfile.ZipFile(p) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise RunError(f"checkpoint {p} is unreadable ({err}): it is truncated or not a PyTorch checkpoint "
+                       f"(size {p.stat().st_size:,} bytes). An interrupted copy or a full disk does this; use another "
+                       "checkpoint (e.g. --ckpt_path last of the run, or a best-*.ckpt)") from None
+    if not any(n.endswith("data.pkl") for n in names):
+        raise RunError(f"checkpoint {p} is a zip archive but holds no PyTorch checkpoint (no data.pkl)")
+
+
+def has_checkpoints(run: Path) -> bool:
+    return any(checkpoint_dir(run).glob("*.ckpt"))
+
+
+def is_global_zero() -> bool:
+    """True in the launching process; False in the processes Lightning's DDP launcher starts (they re-run the CLI)."""
+    return all(os.environ.get(k, "0") in ("0", "") for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
+def wandb_run_id(run: Path, resume: bool) -> str:
+    """The W&B id of this run: reused when resuming (same W&B run), new for a fresh start. Only the launching
+    process writes it (DDP children read the id it wrote before launching them)."""
+    path = run / "wandb_id"
+    if (resume or not is_global_zero()) and path.is_file():
+        return path.read_text().strip()
+    run.mkdir(parents=True, exist_ok=True)
+    run_id = secrets.token_hex(4)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(run_id + "\n")
+    os.replace(tmp, path)
+    return run_id

@@ -1,0 +1,56 @@
+"""Base of the classic baselines fitted in closed form (LSH, ITQ): no gradient loop, one pass over the train split.
+
+Fitting is the training epoch: ``training_step`` only collects the (frozen, deterministic) backbone features of the
+train split; at the end of the epoch :meth:`fit` solves for the hash function from all of them. Under DDP every
+rank gathers the features of every rank (de-duplicated by dataset index), so every rank fits the same function.
+The fitted tensors are buffers: they are saved in checkpoints and moved with the model.
+"""
+from __future__ import annotations
+
+import torch
+
+from .base import HashModule
+from .distributed import gather_padded
+
+
+class ClosedFormHashModule(HashModule):
+    """A frozen backbone in eval mode (deterministic features) and a hash function fitted by :meth:`fit`."""
+
+    baseline = True
+
+    def __init__(self, bits: int = 64, backbone: str = "vgg16", **kwargs):
+        kwargs.update(freeze=True, freeze_mode="eval")  # the features must not depend on dropout draws
+        super().__init__(bits=bits, backbone=backbone, **kwargs)
+        self.automatic_optimization = False
+        self._rows: list[torch.Tensor] = []
+        self._index: list[torch.Tensor] = []
+
+    def fit(self, features: torch.Tensor) -> None:
+        """Solve for the hash function from the (N, D) float64 train features."""
+        raise NotImplementedError
+
+    def configure_optimizers(self):
+        return None  # nothing is trained by gradient
+
+    def on_train_epoch_start(self) -> None:
+        self._rows, self._index = [], []
+
+    def training_step(self, batch, batch_idx):
+        (images,), _, index = self.split_batch(batch)
+        with torch.no_grad():
+            self._rows.append(self.features(images).double())
+        self._index.append(index.long())
+        return None
+
+    def on_train_epoch_end(self) -> None:
+        if not self._rows:
+            raise ValueError(f"{type(self).__name__}: the train loader gave no batch to fit on")
+        rows, index = torch.cat(self._rows), torch.cat(self._index).to(self.device)
+        rows, index = gather_padded(rows), gather_padded(index)
+        order = torch.sort(index, stable=True).indices  # one row per train image, in dataset order
+        index, rows = index[order], rows[order]
+        keep = torch.ones_like(index, dtype=torch.bool)
+        keep[1:] = index[1:] != index[:-1]
+        self.fit(rows[keep])
+        self._rows, self._index = [], []
+        self.log("train/fitted_on", float(keep.sum()), on_epoch=True, on_step=False, sync_dist=False)
