@@ -1,7 +1,7 @@
 """Benchmark: exact mAP@k of callbacks.retrieval_metrics vs a per-query NumPy loop (CalcTopMap style).
 
 Default problem: 10,000 queries x 50,000 database items x 64 bits, random codes, 10-class labels
-(seeded).  The reference is the per-query loop of DeepHash-pytorch ``CalcTopMap`` written here with a
+(seeded).  The reference is the per-query loop of DeepHash-pytorch ``CalcTopMap`` (``tests/oracles.py``) with a
 *stable* argsort, so both rank ties by database index and must give the same number (to ~1e-9).
 
     python benchmarks/bench_map.py                          # full reference loop (slow: minutes)
@@ -26,24 +26,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from callbacks.retrieval_metrics import mean_average_precision  # noqa: E402
-
-
-def calc_top_map_loop(rB: np.ndarray, qB: np.ndarray, retrievalL: np.ndarray, queryL: np.ndarray, topk: int) -> float:
-    """Per-query loop in the style of DeepHash-pytorch ``CalcTopMap``, with a stable argsort."""
-    num_query = queryL.shape[0]
-    topkmap = 0.0
-    for it in range(num_query):
-        gnd = (np.dot(queryL[it, :], retrievalL.transpose()) > 0).astype(np.float32)
-        hamm = 0.5 * (qB.shape[1] - np.dot(qB[it, :], rB.transpose()))
-        ind = np.argsort(hamm, kind="stable")
-        tgnd = gnd[ind][0:topk]
-        tsum = int(np.sum(tgnd))
-        if tsum == 0:
-            continue
-        count = np.linspace(1, tsum, tsum)
-        tindex = np.asarray(np.where(tgnd == 1)) + 1.0
-        topkmap += np.mean(count / tindex)
-    return topkmap / num_query
+from tests.oracles import calc_top_map_loop  # noqa: E402  (DeepHash-pytorch CalcTopMap, stable argsort)
 
 
 def peak_rss_mib() -> float:

@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from callbacks import retrieval_metrics as rm  # noqa: E402
+from callbacks.retrieval_metrics import engine, inputs  # noqa: E402
 
 
 def rss_mib() -> float:
@@ -108,11 +109,11 @@ def main() -> None:
     dl = torch.randint(0, args.classes, (args.database,), generator=g).to(dev)
     q = torch.randint(0, 2, (run_q, args.bits), generator=g, dtype=torch.uint8).to(dev)
     ql = torch.randint(0, args.classes, (run_q,), generator=g).to(dev)
-    prob = rm._prepare(q, ql, db, dl)
-    chunk = rm._chunk_size(args.chunk_size, prob, args.top_k)  # what mean_average_precision will use
+    prob = inputs._prepare(q, ql, db, dl)
+    chunk = engine._chunk_size(args.chunk_size, prob, args.top_k)  # what mean_average_precision will use
     del prob
     dense_gb = args.total_queries * args.database * 4 / 1e9
-    print(f"automatic chunk: {chunk} queries; database block: {rm._block_size(chunk, args.database)} items; "
+    print(f"automatic chunk: {chunk} queries; database block: {engine._block_size(chunk, args.database)} items; "
           f"a dense {args.total_queries} x {args.database} float32 distance matrix would be {dense_gb:.0f} GB")
     rm.mean_average_precision(q[:4], ql[:4], db, dl, top_k=args.top_k)  # warm-up
     base = rss_mib()

@@ -1,4 +1,4 @@
-"""Pure torch.distributed helpers (no Lightning): gradient-preserving gather and padded gather.
+"""Pure torch.distributed helpers (no Lightning): gradient-preserving gather, padded gather, contiguous shards.
 
 Used by contrastive losses (CIBHash negatives from every rank, as in SimCLR) and by the retrieval
 callback (codes of uneven size per rank).
@@ -65,3 +65,30 @@ def gather_padded(x: torch.Tensor) -> torch.Tensor:
     pieces = [torch.zeros_like(padded) for _ in range(world)]
     dist.all_gather(pieces, padded.contiguous())
     return torch.cat([p[:s] for p, s in zip(pieces, sizes)], dim=0)
+
+
+def world_size() -> int:
+    """Number of processes in the default group; 1 without torch.distributed."""
+    return _world()
+
+
+def global_rank() -> int:
+    """This process's rank in the default group; 0 without torch.distributed."""
+    return dist.get_rank() if _world() > 1 else 0
+
+
+def shard_bounds(num: int, rank: int, world: int) -> tuple[int, int]:
+    """``(start, stop)`` of rank's contiguous share of ``num`` rows; shares differ by at most one row and
+    follow rank order, so concatenating them by rank gives rows 0..num-1 back."""
+    if world < 1 or not 0 <= rank < world or num < 0:
+        raise ValueError(f"need 0 <= rank < world and num >= 0, got rank {rank}, world {world}, num {num}")
+    base, extra = divmod(num, world)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+def gather_padded_any(x: torch.Tensor) -> torch.Tensor:
+    """:func:`gather_padded` for bool tensors too (sent as uint8, which every backend supports)."""
+    if x.dtype == torch.bool:
+        return gather_padded(x.to(torch.uint8)).bool()
+    return gather_padded(x)

@@ -1,4 +1,4 @@
-"""Tests of callbacks/retrieval_metrics.py against independent brute-force computations.
+"""Tests of callbacks/retrieval_metrics/ against independent brute-force computations.
 
 The references below are deliberately naive: explicit Python loops, ``sorted`` with key
 (distance, index), permutations enumerated with itertools.  They share no code with the module.
@@ -17,20 +17,25 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.bench_map import calc_top_map_loop  # DeepHash-pytorch's CalcTopMap loop, stable argsort
-from callbacks import retrieval_metrics as rm
+from callbacks.retrieval_metrics import engine, inputs, tie_average, topk
 from callbacks.retrieval_metrics import (
     bit_statistics,
     hamming_radius_metrics,
+    hamming_topk,
     mean_average_precision,
     precision_at_k,
     precision_recall_curve,
+    per_query_metrics,
+    concat_per_query,
     retrieval_curves,
     retrieval_report,
+    summarize,
+    summarize_curves,
     tie_averaged_map,
     to_multi_hot,
     to_signed_codes,
 )
+from tests.oracles import calc_top_map_loop  # DeepHash-pytorch's CalcTopMap loop, stable argsort
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -377,9 +382,9 @@ def test_kept_per_query_results_own_only_their_values(tie_average):
     """What a chunk leaves behind is O(queries), not a view into the chunk's (B, k) work matrices:
     otherwise memory grows with the number of queries (seen at 100k queries x 1M database)."""
     q, ql, db, dl = make_problem(7, 40, 500, 16, multi=True)
-    prob = rm._prepare(q, ql, db, dl)
-    out = rm._topk_metrics(prob, [5, 100], tie_average=tie_average, chunk_size=8)
-    kept = [t for per_k in out.values() for values in per_k.values() for t in values]
+    prob = inputs._prepare(q, ql, db, dl)
+    kept = [t for q0 in range(0, 40, 8) for per_k in topk._topk_chunk(prob, q0, q0 + 8, [5, 100], tie_average).values()
+            for t in per_k.values()]
     assert len(kept) == 2 * (4 if tie_average else 2) * 5  # 5 chunks of 8 queries
     for t in kept:
         assert t.untyped_storage().nbytes() == t.numel() * t.element_size() <= 8 * 8
@@ -392,9 +397,9 @@ def test_streaming_over_many_blocks(monkeypatch):
     # references with the default sizes (one database block for these small problems)
     refs = [{k: (brute_map(*p, k), tie_averaged_map(*p, top_k=k)) for k in ks} for p in problems]
     # tiny blocks and samples force many threshold updates, strict rejections and prunes in _select
-    monkeypatch.setattr(rm, "_MIN_BLOCK", 8)
-    monkeypatch.setattr(rm, "_BLOCK_BYTES", 64)
-    monkeypatch.setattr(rm, "_SAMPLE", 8)
+    monkeypatch.setattr(engine, "_MIN_BLOCK", 8)
+    monkeypatch.setattr(engine, "_BLOCK_BYTES", 64)
+    monkeypatch.setattr(engine, "_SAMPLE", 8)
     for prob, ref in zip(problems, refs):
         for k in ks:
             assert mean_average_precision(*prob, top_k=k, chunk_size=5) == pytest.approx(ref[k][0], abs=1e-12)
@@ -404,12 +409,12 @@ def test_streaming_over_many_blocks(monkeypatch):
 def test_threshold_guess_from_sample_and_fallback_for_bad_guesses(monkeypatch):
     q, ql, db, dl = make_problem(9, 12, 400, 10, multi=True)
     refs = {k: (brute_map(q, ql, db, dl, k), tie_averaged_map(q, ql, db, dl, top_k=k)) for k in (5, 60)}
-    monkeypatch.setattr(rm, "_SAMPLE", 16)  # a strided sample guesses the thresholds
+    monkeypatch.setattr(engine, "_SAMPLE", 16)  # a strided sample guesses the thresholds
     for k, (ref, ref_tie) in refs.items():
         assert mean_average_precision(q, ql, db, dl, top_k=k) == pytest.approx(ref, abs=1e-12)
         assert tie_averaged_map(q, ql, db, dl, top_k=k) == pytest.approx(ref_tie, abs=1e-13)
     # far too tight guesses for every other row: those rows must be redone exactly
-    real_guess = rm._guess_threshold
+    real_guess = engine._guess_threshold
     calls = []
 
     def bad_guess(prob, query, k):
@@ -418,7 +423,7 @@ def test_threshold_guess_from_sample_and_fallback_for_bad_guesses(monkeypatch):
         guess[::2] = 0
         return guess
 
-    monkeypatch.setattr(rm, "_guess_threshold", bad_guess)
+    monkeypatch.setattr(engine, "_guess_threshold", bad_guess)
     for k, (ref, ref_tie) in refs.items():
         assert mean_average_precision(q, ql, db, dl, top_k=k, chunk_size=5) == pytest.approx(ref, abs=1e-12)
         assert tie_averaged_map(q, ql, db, dl, top_k=k, chunk_size=5) == pytest.approx(ref_tie, abs=1e-13)
@@ -504,7 +509,7 @@ def test_tie_averaged_map_equals_map_without_ties():
 def test_harmonic_diff_accuracy():
     a = torch.tensor([0, 0, 5, 30, 31, 32, 1000, 10**6, 5 * 10**7, 10**6], dtype=torch.float64)
     n = torch.tensor([1, 200, 3, 1, 40, 7, 100, 3000, 7, 0], dtype=torch.float64)
-    got = rm._harmonic_diff(a, n)
+    got = tie_average._harmonic_diff(a, n)
     for ai, ni, gi in zip(a.tolist(), n.tolist(), got.tolist()):
         exact = math.fsum(1.0 / (ai + p) for p in range(1, int(ni) + 1))
         assert gi == pytest.approx(exact, rel=1e-14, abs=0)
@@ -648,6 +653,137 @@ def test_rank_curve_tie_average_matches_enumeration():
     assert not np.allclose(stable["precision"].numpy(), prec)  # ties matter on this case
 
 
+# --------------------------------------------------------------------------------------------------
+# Exact Hamming top-k
+# --------------------------------------------------------------------------------------------------
+
+
+def brute_topk(q, db, k):
+    """Per query: the first k of all (distance, index) pairs sorted, as two lists."""
+    qb, dbb = _bits(q), _bits(db)
+    out = []
+    for qc in qb:
+        ranked = sorted((_hamming(qc, dc), j) for j, dc in enumerate(dbb))[:k]
+        out.append(([j for _, j in ranked], [d for d, _ in ranked]))
+    return out
+
+
+@pytest.mark.parametrize("seed, nq, ndb, bits, pool", [(30, 9, 200, 16, None), (31, 7, 300, 3, None),
+                                                       (32, 8, 150, 10, 5), (33, 5, 40, 64, 3)])
+def test_hamming_topk_matches_brute_force(seed, nq, ndb, bits, pool, monkeypatch):
+    q, _, db, _ = make_problem(seed, nq, ndb, bits, dup_pool=pool)
+    for k in (1, 10, ndb - 1, ndb):
+        want = brute_topk(q, db, k)
+        for chunk in (None, 2):
+            idx, dist = hamming_topk(q, db, k, chunk_size=chunk)
+            assert idx.dtype == torch.int64 and idx.shape == dist.shape == (nq, k)
+            assert [(i, d) for i, d in zip(idx.tolist(), dist.tolist())] == want, (k, chunk)
+    # many small blocks and a sample too small to guess well: still the exact answer
+    monkeypatch.setattr(engine, "_MIN_BLOCK", 8)
+    monkeypatch.setattr(engine, "_BLOCK_BYTES", 64)
+    monkeypatch.setattr(engine, "_SAMPLE", 8)
+    idx, dist = hamming_topk(q, db, 7)
+    assert [(i, d) for i, d in zip(idx.tolist(), dist.tolist())] == brute_topk(q, db, 7)
+
+
+def test_hamming_topk_is_the_metrics_ranking_and_checks_k():
+    q, ql, db, dl = make_problem(34, 6, 120, 4, multi=True)
+    idx, _ = hamming_topk(q, db, 25)
+    share = (to_multi_hot(ql) @ to_multi_hot(dl).T) > 0  # relevance by brute force
+    hits = share.gather(1, idx).double().sum(1) / 25
+    assert precision_at_k(q, ql, db, dl, 25) == pytest.approx(float(hits.mean()), abs=1e-15)
+    assert hamming_topk(q, db, 10**6)[0].shape == (6, 120)  # k > N: the whole database
+    for bad in (0, -3, 2.5, True, None):
+        with pytest.raises(ValueError, match="k must be a positive int"):
+            hamming_topk(q, db, bad)
+    with pytest.raises(ValueError, match="bits"):
+        hamming_topk(q, db[:, :3], 5)
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-query results and their exact reduction (what sharded evaluation relies on)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_per_query_parts_reduce_bit_for_bit_to_the_report(case):
+    seed, nq, ndb, bits, multi, pool = case
+    q, ql, db, dl = make_problem(seed, nq, ndb, bits, multi=multi, dup_pool=pool)
+    g = torch.Generator().manual_seed(seed)
+    qs, dbs = torch.randn(nq, bits, generator=g), torch.randn(ndb, bits, generator=g)
+    kw = dict(top_ks=(3, 40, None), radius=2, tie_average=True)
+    for exclude in (False, True):
+        report = retrieval_report(q, ql, db, dl, exclude_no_relevant=exclude, query_scores=qs, db_scores=dbs, **kw)
+        assert summarize(per_query_metrics(q, ql, db, dl, query_scores=qs, db_scores=dbs, **kw),
+                         exclude_no_relevant=exclude) == report
+        # uneven contiguous shares, each with its own chunking, concatenated in query order
+        cuts = [0, 1, nq // 2, nq - 1, nq]
+        parts = [per_query_metrics(q[a:b], ql[a:b], db, dl, query_scores=qs[a:b], db_scores=dbs, chunk_size=c, **kw)
+                 for (a, b), c in zip(zip(cuts[:-1], cuts[1:]), (None, 2, 3, 1))]
+        assert summarize(concat_per_query(parts), exclude_no_relevant=exclude) == report
+    curves = retrieval_curves(q, ql, db, dl, num_points=9)
+    parts = [per_query_metrics(q[a:b], ql[a:b], db, dl, top_ks=(), radius=None, curves=True, num_points=9, chunk_size=2)
+             for a, b in ((0, 2), (2, 3), (3, nq))]
+    split = summarize_curves(concat_per_query(parts))
+    assert set(split) == set(curves) and all(torch.equal(split[k], curves[k]) for k in curves)
+
+
+def test_per_query_values_are_what_the_brute_force_gives_per_query():
+    q, ql, db, dl = make_problem(35, 6, 50, 6, multi=True)
+    pq = per_query_metrics(q, ql, db, dl, top_ks=(10,), radius=1, tie_average=False, curves=True, num_points=5)
+    for i, items in enumerate(_per_query(q, ql, db, dl)):
+        ranked = sorted(items, key=lambda t: (t[0], t[1]))
+        ap, hits = _ap_of([t[2] for t in ranked[:10]])
+        assert pq.values["ap@10"][i].item() == pytest.approx(ap, abs=1e-15)
+        assert pq.values["found@10"][i].item() == hits
+        ball = [t for t in items if t[0] <= 1]
+        assert pq.values["ball_size"][i].item() == len(ball)
+        assert pq.values["ball_found"][i].item() == sum(t[2] for t in ball)
+        assert pq.values["relevant_total"][i].item() == sum(t[2] for t in items)
+        assert pq.values["radius_retrieved"][i].tolist() == [sum(t[0] <= r for t in items) for r in range(7)]
+    assert pq.num_queries == 6 and pq.rows(2, 4).num_queries == 2
+
+
+def test_per_query_reduction_errors():
+    q, ql, db, dl = make_problem(36, 4, 30, 8)
+    a = per_query_metrics(q, ql, db, dl, top_ks=(5,))
+    b = per_query_metrics(q, ql, db, dl, top_ks=(6,))
+    with pytest.raises(ValueError, match="different settings"):
+        concat_per_query([a, b])
+    with pytest.raises(ValueError, match="curves=True"):
+        summarize_curves(a)
+    with pytest.raises(ValueError, match="at least one query"):
+        summarize(a.rows(0, 0))
+
+
+def test_means_are_left_to_right_sums_whatever_the_thread_count():
+    from callbacks.retrieval_metrics.reduction import ordered_mean, ordered_sum
+
+    x = torch.rand(70_001, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1e6
+    x[::7] *= 1e-9  # a wide dynamic range, so the summation order shows in the last bits
+    python_sum = 0.0
+    for v in x.tolist():
+        python_sum += v
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2, 4):
+            torch.set_num_threads(n)
+            assert float(ordered_sum(x)) == python_sum
+            assert ordered_mean(x) == python_sum / x.numel()
+    finally:
+        torch.set_num_threads(threads)
+    cols = x[:70_000].view(-1, 7)
+    assert ordered_sum(cols).tolist() == [sum_left(cols[:, j].tolist()) for j in range(7)]
+    assert math.isnan(ordered_mean(x, torch.zeros_like(x, dtype=torch.bool)))
+
+
+def sum_left(values):
+    total = 0.0
+    for v in values:
+        total += v
+    return total
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     q, ql, db, dl = make_problem(20, 30, 3000, 16, multi=True)
@@ -656,14 +792,15 @@ def test_cuda_matches_cpu():
     assert gpu == pytest.approx(cpu, abs=1e-10)
 
 
-def test_module_is_pure():
-    tree = ast.parse((ROOT / "callbacks" / "retrieval_metrics.py").read_text())
+def test_package_is_pure():
+    """No Lightning and nothing of ours above the metrics package: only torch, numpy and the stdlib."""
     imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            imported.add((node.module or "").split(".")[0])
+    for path in (ROOT / "callbacks" / "retrieval_metrics").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:  # relative imports stay in the package
+                imported.add((node.module or "").split(".")[0])
     assert imported <= {"__future__", "torch", "numpy", "math", "typing", "dataclasses", "ctypes"}, imported
     code = "import sys, callbacks.retrieval_metrics; assert 'lightning' not in sys.modules; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

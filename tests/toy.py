@@ -68,3 +68,53 @@ class ToyHash(HashModule):
         loss = ((h @ h.T) / self.bits - s).pow(2).mean()
         self.log_terms({"loss": loss}, batch_size=len(images))
         return loss
+
+
+class FlippedBitHash(ToyHash):
+    """A method whose codes are NOT sign(hash_scores): bit 0 is flipped for the images with a positive mean
+    (as a rotation or a learned threshold changes some codes). Evaluation must score what ``encode`` returns."""
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        codes = super().encode(images).clone()
+        flip = images.flatten(1).mean(1) > 0
+        codes[flip, 0] = -codes[flip, 0]
+        return codes
+
+
+class OnePassHash(ToyHash):
+    """Has ``codes_and_scores`` (one forward pass for both); counts which entry points evaluation calls."""
+
+    def __init__(self, bits: int = 8, **kwargs):
+        super().__init__(bits=bits, **kwargs)
+        self.calls = {"encode": 0, "hash_scores": 0, "codes_and_scores": 0}
+
+    def encode(self, images):
+        self.calls["encode"] += 1
+        return super().encode(images)
+
+    def hash_scores(self, x):
+        self.calls["hash_scores"] += 1
+        return super().hash_scores(x)
+
+    def codes_and_scores(self, images):
+        self.calls["codes_and_scores"] += 1
+        scores = self.head(self.features(images))
+        return torch.where(scores >= 0, 1.0, -1.0), scores
+
+
+class RankMetricsRecorder(L.Callback):
+    """Writes every rank's logged metrics and scored query share to ``<folder>/rank<r>.json`` after validation."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def on_validation_end(self, trainer, pl_module):
+        import json
+        import pathlib
+
+        from callbacks.retrieval import RetrievalEvaluation
+
+        evaluator = next(c for c in trainer.callbacks if isinstance(c, RetrievalEvaluation))
+        record = {"metrics": {k: v.item() for k, v in trainer.callback_metrics.items()},
+                  "query_shard": evaluator.last_results["query_shard"]}
+        pathlib.Path(self.folder, f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
