@@ -25,7 +25,20 @@ class LastCheckpoint(ModelCheckpoint):
     def state_key(self) -> str:
         return "LastCheckpoint"
 
+    def _should_skip_saving_checkpoint(self, trainer) -> bool:
+        """Once per finished epoch — also for methods that take no optimiser step (LSH, ITQ fit in closed form, so
+        Lightning's "nothing new since the last saved step" test would never save them)."""
+        from lightning.pytorch.trainer.states import TrainerFn
+        return (bool(trainer.fast_dev_run) or trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking
+                or self._last_epoch_saved == trainer.current_epoch)
+
     def _save_checkpoint(self, trainer, filepath: str) -> None:
+        self._save_atomically(trainer, filepath)
+        self._last_epoch_saved = trainer.current_epoch
+
+    _last_epoch_saved = -1
+
+    def _save_atomically(self, trainer, filepath: str) -> None:
         partial = filepath + ".partial"
         trainer.save_checkpoint(partial, self.save_weights_only)  # every rank takes part; rank 0 writes
         if trainer.is_global_zero:

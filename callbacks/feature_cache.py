@@ -34,6 +34,17 @@ from lightning.pytorch.utilities import rank_zero_info
 from .feature_store import (CachedFeatureDataset, FeatureCacheBuilder, RandomTransformError, encoder_fields,
                             random_transform_message, transform_is_random, unwrap_multiview)
 
+_ROLES = ("train", "query", "database", "val_query", "val_database")
+
+
+def _same(dm, split: str, ds) -> bool:
+    try:
+        other = dm.dataset(split)
+    except (ValueError, RuntimeError, KeyError):
+        return False
+    return other is ds or (isinstance(other, CachedFeatureDataset) and other.source is ds)
+
+
 class FeatureCache(L.Callback):
     """Cache ``pl_module.cacheable_encoder()`` per split on disk and train/evaluate from it.
 
@@ -102,6 +113,9 @@ class FeatureCache(L.Callback):
                 ds = ds.source
             if ds is not None:
                 todo.append((split, ds))
+        # a dataset serving two roles (CIFAR cibhash: the validation database *is* the database) is one entry, named
+        # after its first role, so fit and test share it
+        self._names = {id(ds): next((s for s in _ROLES if _same(dm, s, ds)), split) for split, ds in todo}
         if todo:
             self._cache(trainer, pl_module, dm, encoder, todo)
 
@@ -134,7 +148,7 @@ class FeatureCache(L.Callback):
         done: dict[int, CachedFeatureDataset] = {}  # one entry per dataset object (a split may serve two roles)
         try:
             for split, ds in todo:
-                cached = done.get(id(ds)) or self._cache_split(builder, encoder, fields, split, ds)
+                cached = done.get(id(ds)) or self._cache_split(builder, encoder, fields, self._names[id(ds)], ds)
                 if cached is None:
                     continue
                 done[id(ds)] = cached

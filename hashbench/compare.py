@@ -173,7 +173,8 @@ class Sweep:
 
     def __init__(self, args: argparse.Namespace, overrides: list[str]):
         self.args, self.overrides = args, overrides
-        self.out = Path(args.out) / args.name
+        self.shown = Path(args.out) / args.name  # as the user wrote it, in messages
+        self.out = self.shown.absolute()  # for files: helper processes (W&B) may run in another directory
         self.runs_dir = self.out / "runs"
         self.configs_dir = self.out / "configs"
         self.writer = is_global_zero()  # DDP: rank 0 prints and writes, the other ranks only train
@@ -345,7 +346,7 @@ class Sweep:
         baselines = f" + baselines {', '.join(a.baseline_names)}" if a.baseline_names else ""
         trained = [m for m in a.methods if m not in a.baseline_names]
         self.say(f"hashbench compare: {len(cells)} runs ({', '.join(trained) or '-'}{baselines} × "
-                 f"{', '.join(map(str, a.bits))} bits × seeds {', '.join(map(str, a.seeds))}) → {self.out}/")
+                 f"{', '.join(map(str, a.bits))} bits × seeds {', '.join(map(str, a.seeds))}) → {self.shown}/")
         failed, done = [], 0
         try:
             for i, cell in enumerate(cells, 1):
@@ -376,13 +377,13 @@ class Sweep:
         except KeyboardInterrupt:
             rows = self.write_report(failed)
             self.say(f"\ninterrupted after {done} of {len(cells)} runs; {sum(r.get('status') == 'ok' for r in rows)} "
-                     f"finished runs are in {self.out}/ (summary.md, figures). Run the same command again to "
+                     f"finished runs are in {self.shown}/ (summary.md, figures). Run the same command again to "
                      "continue: finished runs are skipped and the interrupted one resumes from its last epoch.")
             raise SystemExit(130) from None
         rows = self.write_report(failed)
         if self.writer:
             self.say("\n" + _headline_section(self.summary(rows)))
-            self.say(f"\nresults: {self.out}/ (summary.md, runs.csv, runs.json, figures *.png, thumbs/)")
+            self.say(f"\nresults: {self.shown}/ (summary.md, runs.csv, runs.json, figures *.png, thumbs/)")
             self._wandb_summary(rows)
         if failed:
             raise SystemExit(1)
@@ -414,9 +415,10 @@ def _interruptible(trainer, fn) -> None:
 
 
 def _finish_wandb(trainer) -> None:
-    if any(type(lg).__name__ == "WandbLogger" for lg in trainer.loggers):
-        import wandb
-        wandb.finish()
+    """Close this run's W&B run (its own handle: ``wandb.finish()`` only knows the global one)."""
+    for lg in trainer.loggers:
+        if type(lg).__name__ == "WandbLogger" and getattr(lg, "_experiment", None) is not None:
+            lg.experiment.finish()
 
 
 def _headline_section(summary: str) -> str:

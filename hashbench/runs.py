@@ -83,7 +83,8 @@ class RunIdentity:
 
 
 def run_dir(root: Optional[str], name: str) -> Path:
-    return Path(root or DEFAULT_ROOT) / name
+    """Absolute: loggers' helper processes (W&B's service) may live in another working directory."""
+    return (Path(root or DEFAULT_ROOT) / name).absolute()
 
 
 def checkpoint_dir(run: Path) -> Path:

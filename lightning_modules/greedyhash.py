@@ -49,12 +49,13 @@ class GreedyHash(HashModule):
             self.set_num_classes(num_classes)
 
     def set_num_classes(self, num_classes: int) -> None:
+        if self.hparams.num_classes is None:  # recorded in both variants: the run's hparams agree with the data's
+            self.hparams.num_classes = int(num_classes)
         if not self.supervised or (self.classifier is not None and self.hparams.num_classes == num_classes):
             return
-        if self.classifier is not None:
+        if self.classifier is not None or self.hparams.num_classes != num_classes:
             raise ValueError(f"GreedyHash was built for model.num_classes={self.hparams.num_classes} but the data has "
                              f"{num_classes} classes; leave model.num_classes unset to take the data's")
-        self.hparams.num_classes = int(num_classes)
         self.classifier = nn.Linear(self.bits, int(num_classes), bias=False)
 
     def on_fit_start(self) -> None:

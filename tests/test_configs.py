@@ -34,7 +34,7 @@ def _data_args(dataset: str, roots) -> list[str]:
     if dataset == "mnist":
         return root + ["--data.scale", "0.01"]
     if dataset == "flickr":
-        return root + ["--data.query_size", "10", "--data.train_size", "20"]
+        return root + ["--data.num_images", "60", "--data.query_size", "10", "--data.train_size", "20"]
     return root
 
 

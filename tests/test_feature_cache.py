@@ -516,3 +516,19 @@ def test_changed_images_rebuild_the_entry_with_one_warning(tmp_path):
     with torch.no_grad():
         expected = enc(torch.stack([dm.query_set[i][0] for i in range(3)]))
     torch.testing.assert_close(torch.as_tensor(np.asarray(rebuilt.features[:3])), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_dataset_in_two_roles_is_one_entry_shared_by_fit_and_test(cifar_root, tmp_path):
+    """CIFAR-10 cibhash: the validation database is the database itself; it is cached once, under its first role."""
+    torch.manual_seed(0)
+    model = BiHalfNet(bits=8, backbone="tiny_cnn", pretrained=False)
+    cache = FeatureCache(cache_dir=str(tmp_path), dtype="float32", progress=False)
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        callbacks=[RetrievalEvaluation(log_curves=False, print_results=False), cache])
+    dm = cifar(cifar_root, protocol="cibhash", train_size=2, val_query_size=4, batch_size=10)
+    trainer.fit(model, dm)
+    assert cache.info["database"]["status"] == "built" and "val_database" not in cache.info
+    trainer.test(model, dm, verbose=False)
+    assert cache.info["database"]["status"] == "loaded" and cache.info["query"]["status"] == "built"
+    assert len(os.listdir(tmp_path)) == 4  # train, val_query, database, query

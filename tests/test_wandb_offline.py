@@ -37,8 +37,7 @@ def test_offline_run_holds_metrics_groups_config_keys_and_plots(tmp_path, monkey
                    "--data.num_workers", "0", "--data.batch_size", "8", "--data.val_queries", "6",
                    "--model.backbone", "tiny_cnn", "--model.pretrained", "false", "--model.bits", "16",
                    "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1", "--seed_everything", "3"])
-    import wandb
-    wandb.finish()
+    cli.trainer.logger.experiment.finish()  # this run's own handle (another test may have left a global run)
     runs = glob.glob(str(tmp_path / "runs" / "*" / "wandb" / "offline-run-*" / "run-*.wandb"))
     assert len(runs) == 1, "expected exactly one offline run directory, inside the run's directory"
     expected = float(cli.trainer.callback_metrics["val/mAP"])
