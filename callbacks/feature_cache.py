@@ -34,28 +34,6 @@ from lightning.pytorch.utilities import rank_zero_info
 from .feature_store import (CachedFeatureDataset, FeatureCacheBuilder, RandomTransformError, encoder_fields,
                             random_transform_message, transform_is_random, unwrap_multiview)
 
-_STAGE_SPLITS = {"fit": ("train", "val_query", "val_database"), "validate": ("val_query", "val_database"),
-                 "test": ("query", "database"), "predict": ("query", "database")}
-
-
-def _splits(dm, stage: str) -> tuple:
-    own = getattr(dm, "splits_for", None)
-    return tuple(own(stage)) if callable(own) else _STAGE_SPLITS.get(stage, ())
-
-
-def _dataset(dm, split: str):
-    own = getattr(dm, "dataset", None)
-    return own(split) if callable(own) else getattr(dm, f"{split}_set", None)
-
-
-def _replace(dm, split: str, ds) -> None:
-    own = getattr(dm, "replace_dataset", None)
-    if callable(own):
-        own(split, ds)
-    else:
-        setattr(dm, f"{split}_set", ds)
-
-
 class FeatureCache(L.Callback):
     """Cache ``pl_module.cacheable_encoder()`` per split on disk and train/evaluate from it.
 
@@ -113,12 +91,13 @@ class FeatureCache(L.Callback):
             return self._skip(f"{type(pl_module).__name__} has nothing to cache (its backbone is trained, so its "
                               "features change every step)")
         dm = trainer.datamodule
-        if dm is None:
-            return self._skip("no datamodule (loaders were passed directly), nothing to replace")
+        if dm is None or not all(hasattr(dm, a) for a in ("splits_for", "dataset", "replace_dataset")):
+            return self._skip("the datamodule offers no splits_for()/dataset()/replace_dataset(), so no split can "
+                              "be served from the cache")
         self._train_cached = self._eval_cached = False
         todo = []
-        for split in _splits(dm, stage):
-            ds = _dataset(dm, split)
+        for split in dm.splits_for(stage):
+            ds = dm.dataset(split)
             if isinstance(ds, CachedFeatureDataset):  # the datamodule kept an earlier replacement: start from images
                 ds = ds.source
             if ds is not None:
@@ -159,7 +138,7 @@ class FeatureCache(L.Callback):
                 if cached is None:
                     continue
                 done[id(ds)] = cached
-                _replace(dm, split, cached)
+                dm.replace_dataset(split, cached)
         finally:
             for m, mode in modes:
                 m.training = mode

@@ -1,14 +1,15 @@
-"""Hashing datamodules: one base DataModule and a thin class per dataset.
+"""Hashing datamodules: one base DataModule, a thin class per dataset, and ``ImageList`` for list files.
 
-Public API: ``CIFAR10``, ``NUSWIDE``, ``Flickr25k``, ``COCO``, ``MNIST``, ``FashionMNIST`` (all
-subclasses of ``HashDataModule``), plus the ``protocols`` and ``transforms`` registries. Exports are
-lazy (PEP 562) so that importing ``datamodules.protocols`` does not import Lightning.
+Public API: ``CIFAR10``, ``MNIST``, ``FashionMNIST``, ``Flickr25k``, ``ImageList`` (all subclasses of
+``HashDataModule``), ``describe()`` (one line per registered protocol), ``image_dataset()`` (a list
+file or image folder as a dataset), the errors, plus the ``protocols`` and ``transforms`` modules.
+Exports are lazy (PEP 562) so that importing ``datamodules.protocols`` does not import Lightning.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 _EXPORTS = {
     "HashDataModule": "base",
@@ -16,16 +17,26 @@ _EXPORTS = {
     "CIFAR10": "cifar",
     "MNIST": "mnist",
     "FashionMNIST": "mnist",
-    "NUSWIDE": "nuswide",
-    "COCO": "coco",
     "Flickr25k": "flickr",
+    "ImageList": "image_list",
+    "image_dataset": "export",
     "DatasetNotFoundError": "errors",
     "DatasetFormatError": "errors",
     "ProtocolSizeError": "errors",
+    "UnsafePickleError": "safe_pickle",
     "SplitFileMismatchError": "protocols",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "describe"])
+
+
+def describe(dataset: Optional[str] = None) -> str:
+    """One line per registered protocol (all datasets, or one). Importing the dataset modules registers
+    theirs; an ``ImageList`` registers its protocol when constructed."""
+    importlib.import_module(".base", __name__)  # imports (and so registers) every dataset module
+    from .protocols import describe as _describe
+
+    return _describe(dataset)
 
 
 def __getattr__(name: str):
@@ -43,9 +54,10 @@ def __dir__():
 if TYPE_CHECKING:  # pragma: no cover
     from .base import FileHashDataModule, HashDataModule  # noqa: F401
     from .cifar import CIFAR10  # noqa: F401
-    from .coco import COCO  # noqa: F401
     from .errors import DatasetFormatError, DatasetNotFoundError, ProtocolSizeError  # noqa: F401
+    from .export import image_dataset  # noqa: F401
     from .flickr import Flickr25k  # noqa: F401
+    from .image_list import ImageList  # noqa: F401
     from .mnist import MNIST, FashionMNIST  # noqa: F401
-    from .nuswide import NUSWIDE  # noqa: F401
     from .protocols import SplitFileMismatchError  # noqa: F401
+    from .safe_pickle import UnsafePickleError  # noqa: F401

@@ -2,7 +2,8 @@
 
 Pool order: ``data_batch_1`` ... ``data_batch_5`` (50,000 official train images), then ``test_batch``
 (10,000 official test images). Files whose md5 differs from the official release (test miniatures,
-re-packed copies) still load; the mismatch is a warning.
+re-packed copies) still load; the mismatch is a warning. Every batch is unpickled with a data-only
+unpickler (``safe_pickle.py``), so a crafted file is refused before it can run anything.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 
 from .base import HashDataModule, Pool
 from .errors import DatasetNotFoundError, DatasetFormatError, abspath, not_found
+from .protocols import Protocol, register
+from .safe_pickle import UnsafePickleError, load_data_pickle
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 BASE_FOLDER = "cifar-10-batches-py"
@@ -60,7 +63,9 @@ def read_cifar_batch(path: str) -> Tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10 python batch -> (uint8 images N x 32 x 32 x 3, int64 labels N)."""
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+            d = load_data_pickle(f, path, EXPECTED, encoding="bytes")
+    except UnsafePickleError:
+        raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as e:
         raise DatasetFormatError(f"{abspath(path)}: not a readable CIFAR-10 pickle batch "
                                  f"({type(e).__name__}: {e}). Expected {EXPECTED}.") from e
@@ -127,16 +132,70 @@ def load_cifar10(root: str, verify_checksums: bool = True) -> Pool:
     if os.path.isfile(meta):
         try:
             with open(meta, "rb") as fh:
-                m = pickle.load(fh, encoding="bytes")
+                m = load_data_pickle(fh, meta, f"{META_FILE}: a pickled dict with b'label_names' (10 bytes)",
+                                     encoding="bytes")
             ln = _get(m, "label_names") if isinstance(m, dict) else None
             if ln is not None and len(ln) == 10:
                 names = [n.decode() if isinstance(n, bytes) else str(n) for n in ln]
+        except UnsafePickleError:
+            raise  # a crafted file is an error, not a cosmetic problem
         except Exception as e:  # noqa: BLE001 - the class names are cosmetic
             warnings.warn(f"could not read {abspath(meta)} ({e}); using the standard class names",
                           stacklevel=3)
     return Pool(np.concatenate(imgs), np.eye(10, dtype=np.uint8)[labels], np.concatenate(is_test),
                 names, order="data_batch_1..5 (official train) then test_batch (official test), "
                              "file order within each batch")
+
+
+# ------------------------------------------------------------------------------------------ protocols
+register(Protocol(
+    "bihalf_i", "cifar10", "pooled", 10, 1000,
+    "Bi-half Cifar-10(I): train+test pooled; 1,000 query per class; the other 5,000 per class are the "
+    "database; train = database.",
+    "liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a:ImageHashing/Cifar10_I.py",
+    query=1000, train=None, database=None,
+    nominal={"query": 10000, "train": 50000, "database": 50000}))
+register(Protocol(
+    "bihalf_ii", "cifar10", "pooled", 10, None,
+    "Bi-half Cifar-10(II): as bihalf_i but train = 500 per class drawn from the database.",
+    "liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a:ImageHashing/Cifar(II)_bihalf.py",
+    query=1000, train=500, database=None,
+    nominal={"query": 10000, "train": 5000, "database": 50000}))
+register(Protocol(
+    "dch", "cifar10", "pooled", 10, None,
+    "DCH / DeepHash-pytorch `cifar10`: pooled; 100 query and 500 train per class; database = the "
+    "remaining 54,000 (train excluded). thulab's R = 54,000 is the whole database.",
+    "thulab/DeepHash@9907613 (DCH cifar10); swuxyj/DeepHash-pytorch@ab14068:utils/tools.py cifar10",
+    query=100, train=500, database=None, train_in_database=False,
+    nominal={"query": 1000, "train": 5000, "database": 54000}), aliases=("cifar10", "deephash_cifar10"))
+register(Protocol(
+    "cifar10_1", "cifar10", "pooled", 10, None,
+    "DeepHash-pytorch `cifar10-1` / GreedyHash supervised `cifar1`: 100 query and 500 train per "
+    "class; database = all 59,000 non-query images (train included).",
+    "swuxyj/DeepHash-pytorch@ab14068:utils/tools.py cifar10-1; ssppp/GreedyHash@e5089b2:cifar1.py",
+    query=100, train=500, database=None,
+    nominal={"query": 1000, "train": 5000, "database": 59000}))
+register(Protocol(
+    "cifar10_2", "cifar10", "pooled", 10, None,
+    "DeepHash-pytorch `cifar10-2`: same split as bihalf_i (1,000 query per class, train = "
+    "database = the rest) but mAP@All (its unsupervised scripts override to @1000).",
+    "swuxyj/DeepHash-pytorch@ab14068:utils/tools.py cifar10-2",
+    query=1000, train=None, database=None,
+    nominal={"query": 10000, "train": 50000, "database": 50000}))
+register(Protocol(
+    "cibhash", "cifar10", "official", 10, 1000,
+    "CIBHash code: train = 500 per class of the official train set; database = the whole official "
+    "train set; the official test set is shuffled into 5,000 validation and 5,000 test queries.",
+    "qiuzx2/CIBHash@e976ace:utils/data.py get_cifar",
+    query=None, train=500, database=None, val_query=5000,
+    nominal={"query": 5000, "val_query": 5000, "train": 5000, "database": 50000}))
+register(Protocol(
+    "greedyhash", "cifar10", "official", 10, 1000,
+    "GreedyHash unsupervised (and supervised `cifar2`) official split: query = the 10,000 test "
+    "images; train = database = the 50,000 train images.",
+    "ssppp/GreedyHash@e5089b2:unsupervised_vgg.py, cifar2.py",
+    query=None, train=None, database=None,
+    nominal={"query": 10000, "train": 50000, "database": 50000}), aliases=("official",))
 
 
 class CIFAR10(HashDataModule):

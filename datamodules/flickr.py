@@ -23,7 +23,8 @@ import numpy as np
 
 from .base import FileHashDataModule, Pool
 from .errors import DatasetFormatError, abspath, not_found
-from .lists import check_images_exist, read_list_file
+from .lists import check_images_exist, read_list_file, warn_unlabeled
+from .protocols import Protocol, register
 
 CONCEPTS = ("animals", "baby", "bird", "car", "clouds", "dog", "female", "flower", "food", "indoor",
             "lake", "male", "night", "people", "plant_life", "portrait", "river", "sea", "sky",
@@ -35,6 +36,24 @@ WHERE = ("http://press.liacs.nl/mirflickr/mirdownload.html: mirflickr25k.zip (im
          "(ImageHashing/data/Flickr25k/img.txt, targets.txt); DeepHash-pytorch's 38-label lists: "
          "https://github.com/swuxyj/DeepHash-pytorch (data/mirflickr)")
 SOURCES = ("auto", "annotations", "bihalf_lists", "list")
+
+
+# ------------------------------------------------------------------------------------------ protocols
+register(Protocol(
+    "bihalf", "flickr25k", "pooled", 24, None,
+    "Bi-half Flickr25k: all 25,000 MIRFlickr images, 24 concepts; 2,000 random queries; database = "
+    "the other 23,000; train = 5,000 drawn from the database (seeded here; unseeded upstream).",
+    "liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a:ImageHashing/data/flickr25k.py",
+    query=2000, train=5000, database=None, per_class=False,
+    nominal={"query": 2000, "train": 5000, "database": 23000}), aliases=("flickr25k",))
+register(Protocol(
+    "deephash_mirflickr", "flickr25k", "lists", 38, None,
+    "DeepHash-pytorch `mirflickr`: 38 labels (all annotation files incl. *_r1); 1,000 query / "
+    "4,000 train (not in the database) / 20,000 database lists.",
+    "swuxyj/DeepHash-pytorch@ab14068:data/mirflickr/{train,test,database}.txt (made by its code.py)",
+    lists={"train": ("train.txt",), "query": ("test.txt",), "database": ("database.txt",)},
+    train_in_database=False,
+    nominal={"query": 1000, "train": 4000, "database": 20000}), aliases=("mirflickr",))
 
 
 class Flickr25k(FileHashDataModule):
@@ -55,7 +74,8 @@ class Flickr25k(FileHashDataModule):
         annotation_dir: folder of the concept files; None = ``<root>/mirflickr25k_annotations_v080``.
         image_dir: image folder; None = ``<root>/mirflickr`` (annotations, DeepHash lists),
             ``<root>/images`` (Bi-half lists) or ``root`` (list).
-        drop_unlabeled: drop images with none of the 24 labels (Bi-half keeps all 25,000).
+        drop_unlabeled: drop images with none of the 24 labels (Bi-half keeps all 25,000; they are
+            relevant to no query, so keeping them lowers mAP, and a warning counts them).
         **kwargs: see :class:`~datamodules.base.FileHashDataModule` and
             :class:`~datamodules.base.HashDataModule`.
     """
@@ -180,7 +200,8 @@ class Flickr25k(FileHashDataModule):
             from .lists import list_format
 
             raise not_found("Flickr25k list file", path, list_format(len(CONCEPTS), img_root), WHERE)
-        ent = read_list_file(path, len(CONCEPTS), img_root, self.strip_prefix)
+        ent = read_list_file(path, len(CONCEPTS), img_root, self.strip_prefix,
+                             warn_if_unlabeled=not self.drop_unlabeled)
         return Pool(ent.paths, ent.labels, class_names=None, origins=ent.origins,
                     order=f"lines of {os.path.basename(path)}")
 
@@ -188,6 +209,10 @@ class Flickr25k(FileHashDataModule):
         source = self._resolve_source()
         pool = {"annotations": self._pool_from_annotations, "bihalf_lists": self._pool_from_bihalf_lists,
                 "list": self._pool_from_list}[source]()
+        if source != "list" and not self.drop_unlabeled:  # read_list_file warns for a list itself
+            where = (self._annotation_dir() if source == "annotations"
+                     else os.path.join(self.root, "targets.txt"))
+            warn_unlabeled(abspath(where), pool.labels)
         if self.drop_unlabeled:
             keep = np.flatnonzero(np.asarray(pool.labels).sum(1) > 0)
             pool = Pool([pool.images[i] for i in keep], np.asarray(pool.labels)[keep],

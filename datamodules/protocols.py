@@ -1,9 +1,10 @@
-"""Named retrieval protocols, the seeded split function, and split files written next to the data.
+"""Protocol machinery: named protocols, the registry, sizes, the seeded split function, split files.
 
 A *protocol* fixes which images form the ``train``, ``query``, ``database`` (and optionally
 ``val_query``) splits and the default mAP cut-off ``top_k`` (``None`` = the whole database).
-Protocols are registered per dataset under explicit names (never "(I)/(II)", whose meaning differs
-between papers; see METHODS.md §6.1).
+Each dataset module registers its own protocols (``cifar.py``, ``mnist.py``, ``flickr.py``; an
+:class:`~datamodules.image_list.ImageList` registers the one its init args describe) under explicit
+names, never "(I)/(II)", whose meaning differs between papers.
 
 Three kinds:
 
@@ -20,10 +21,13 @@ Size semantics for the drawn kinds: ``train=None`` means "train is the database"
 the test set". ``train_in_database`` says whether the train images are a subset of the database
 (True) or disjoint from it (False); for list protocols ``None`` means "the lists decide, not checked".
 
+Validation for a protocol without its own validation queries: :func:`draw_validation` draws them from
+the train split with a seed stream of its own (the protocol's splits do not change).
+
 Splits are reproducible: :func:`split_pool` uses only ``numpy.random.default_rng(seed)`` and returns
 sorted index arrays into the pool; :func:`save_or_verify_splits` writes them to
-``<root>/splits/<dataset>_<protocol>_seed<seed>[_<sizes>].npz`` (with a JSON ``meta`` entry) and, when
-the file already exists, checks that it holds the same indices for the same data.
+``<root>/splits/<dataset>_<protocol>_seed<seed>[_<sizes>][_val<N>[h]].npz`` (with a JSON ``meta``
+entry) and, when the file already exists, checks that it holds the same indices for the same data.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ import numpy as np
 
 from .errors import DatasetFormatError, ProtocolSizeError
 
-SPLIT_NAMES = ("train", "query", "database", "val_query")
+SPLIT_NAMES = ("train", "query", "database", "val_query", "val_database")
+# the seed stream of the validation draw, so that drawing validation queries changes no other split
+_VALIDATION_STREAM = 0x7661
 SPLIT_ALGORITHM = "hashbench-split-v1"
 
 
@@ -77,9 +83,10 @@ class Protocol:
 
     def summary(self) -> str:
         k = "all" if self.top_k is None else str(self.top_k)
-        sizes = ", ".join(f"{s} {n:,}" for s, n in self.nominal.items())
+        sizes = "".join(f"{s} {n:,}, " for s, n in self.nominal.items())
         rel = {True: "train ⊂ database", False: "train ∩ database = ∅", None: "as the lists give"}
-        return (f"{self.dataset}/{self.name}: {sizes}; {rel[self.train_in_database]}; "
+        own_val = "; own validation queries" if self.has_val_queries else ""
+        return (f"{self.dataset}/{self.name}: {sizes}{rel[self.train_in_database]}{own_val}; "
                 f"mAP@{k}; {self.num_classes} labels. {self.description} [{self.source}]")
 
 
@@ -108,7 +115,8 @@ def get_protocol(dataset: str, name: str) -> Protocol:
     """Look a protocol up by name (case-insensitive, '-' = '_', aliases allowed)."""
     table = _REGISTRY.get(dataset)
     if not table:
-        raise KeyError(f"no protocols registered for dataset {dataset!r}; known: {sorted(_REGISTRY)}")
+        raise KeyError(f"no protocols registered for dataset {dataset!r}; registered: {sorted(_REGISTRY)} "
+                       f"(each dataset module registers its own protocols when imported, e.g. datamodules.cifar)")
     key = _norm(name)
     key = _ALIASES.get(dataset, {}).get(key, key)
     if key not in table:
@@ -123,120 +131,6 @@ def describe(dataset: Optional[str] = None) -> str:
     """One line per registered protocol (all datasets, or one)."""
     names = [dataset] if dataset else sorted(_REGISTRY)
     return "\n".join(p.summary() for d in names for p in _REGISTRY.get(d, {}).values())
-
-
-# --------------------------------------------------------------------------------------------------
-# Registry. Sources: METHODS.md §1-§4 and §6.
-# --------------------------------------------------------------------------------------------------
-_CIFAR = "cifar10"
-register(Protocol(
-    "bihalf_i", _CIFAR, "pooled", 10, 1000,
-    "Bi-half Cifar-10(I): train+test pooled; 1,000 query per class; the other 5,000 per class are the "
-    "database; train = database.",
-    "liyunqianggyn/Deep-Unsupervised-Image-Hashing Cifar10_I.py",
-    query=1000, train=None, database=None,
-    nominal={"query": 10000, "train": 50000, "database": 50000}))
-register(Protocol(
-    "bihalf_ii", _CIFAR, "pooled", 10, None,
-    "Bi-half Cifar-10(II): as bihalf_i but train = 500 per class drawn from the database.",
-    "liyunqianggyn/Deep-Unsupervised-Image-Hashing Cifar10_II.py",
-    query=1000, train=500, database=None,
-    nominal={"query": 10000, "train": 5000, "database": 50000}))
-register(Protocol(
-    "dch", _CIFAR, "pooled", 10, None,
-    "DCH / DeepHash-pytorch `cifar10`: pooled; 100 query and 500 train per class; database = the "
-    "remaining 54,000 (train excluded). thulab's R = 54,000 is the whole database.",
-    "thulab/DeepHash data/cifar10; swuxyj/DeepHash-pytorch cifar10",
-    query=100, train=500, database=None, train_in_database=False,
-    nominal={"query": 1000, "train": 5000, "database": 54000}), aliases=("cifar10", "deephash_cifar10"))
-register(Protocol(
-    "cifar10_1", _CIFAR, "pooled", 10, None,
-    "DeepHash-pytorch `cifar10-1` / GreedyHash supervised `cifar1`: 100 query and 500 train per "
-    "class; database = all 59,000 non-query images (train included).",
-    "swuxyj/DeepHash-pytorch cifar10-1; ssppp/GreedyHash cifar1.py",
-    query=100, train=500, database=None,
-    nominal={"query": 1000, "train": 5000, "database": 59000}))
-register(Protocol(
-    "cifar10_2", _CIFAR, "pooled", 10, None,
-    "DeepHash-pytorch `cifar10-2`: same split as bihalf_i (1,000 query per class, train = "
-    "database = the rest) but mAP@All (its unsupervised scripts override to @1000).",
-    "swuxyj/DeepHash-pytorch cifar10-2",
-    query=1000, train=None, database=None,
-    nominal={"query": 10000, "train": 50000, "database": 50000}))
-register(Protocol(
-    "cibhash", _CIFAR, "official", 10, 1000,
-    "CIBHash code: train = 500 per class of the official train set; database = the whole official "
-    "train set; the official test set is shuffled into 5,000 validation and 5,000 test queries.",
-    "qiuzx2/CIBHash utils/data.py get_cifar",
-    query=None, train=500, database=None, val_query=5000,
-    nominal={"query": 5000, "val_query": 5000, "train": 5000, "database": 50000}))
-register(Protocol(
-    "greedyhash", _CIFAR, "official", 10, 1000,
-    "GreedyHash unsupervised (and supervised `cifar2`) official split: query = the 10,000 test "
-    "images; train = database = the 50,000 train images.",
-    "ssppp/GreedyHash unsupervised_vgg.py, cifar2.py",
-    query=None, train=None, database=None,
-    nominal={"query": 10000, "train": 50000, "database": 50000}), aliases=("official",))
-
-for _ds in ("mnist", "fashion_mnist"):
-    register(Protocol(
-        "cifar_like", _ds, "pooled", 10, 1000,
-        "CIFAR-style protocol on the 70,000 pooled images: 100 query per class; database = the "
-        "rest; train = 500 per class drawn from the database.",
-        "hashbench (OFFLINE_DATA.md recipe; cf. DeepHash-pytorch cifar10-1)",
-        query=100, train=500, database=None,
-        nominal={"query": 1000, "train": 5000, "database": 69000}))
-    register(Protocol(
-        "official", _ds, "official", 10, 1000,
-        "Official split: query = the 10,000 test images; train = database = the 60,000 train images.",
-        "hashbench (GreedyHash-style official split)",
-        query=None, train=None, database=None,
-        nominal={"query": 10000, "train": 60000, "database": 60000}))
-
-_DEEPHASH_LISTS = {"train": ("train.txt",), "query": ("test.txt",), "database": ("database.txt",)}
-register(Protocol(
-    "nuswide_21", "nuswide", "lists", 21, 5000,
-    "DeepHash-pytorch `nuswide_21` (NUS-WIDE images with the 21 most frequent concepts): 100 query "
-    "per class (2,100), 500 train per class (10,500) ⊂ database = all non-query images.",
-    "swuxyj/DeepHash-pytorch data/nuswide_21 (images: TreezzZ/DSDH_PyTorch)",
-    lists=_DEEPHASH_LISTS, train_in_database=True,
-    nominal={"query": 2100, "train": 10500}))
-register(Protocol(
-    "nuswide_21_m", "nuswide", "lists", 21, 5000,
-    "DeepHash-pytorch `nuswide_21_m` (HashNet's NUS-WIDE-m images, 21 concepts): 2,100 query / "
-    "10,500 train lists.",
-    "swuxyj/DeepHash-pytorch nuswide_21_m",
-    lists=_DEEPHASH_LISTS, train_in_database=None,
-    nominal={"query": 2100, "train": 10500}))
-register(Protocol(
-    "nuswide_81", "nuswide", "lists", 81, 5000,
-    "HashNet / DCH NUS-WIDE (81 concepts): 5,000 query / 10,000 train lists (DeepHash-pytorch "
-    "`nuswide_81_m`).",
-    "thuml/HashNet data/nus_wide; thulab/DeepHash data/nuswide_81",
-    lists=_DEEPHASH_LISTS, train_in_database=None,
-    nominal={"query": 5000, "train": 10000}), aliases=("nuswide_81_m",))
-register(Protocol(
-    "coco", "coco", "lists", 80, 5000,
-    "HashNet MS-COCO lists (80 labels): 10,000 train / 5,000 query / database = the remaining "
-    "images. Used by DCH (R = 5000), Bi-half (mAP@5000) and DeepHash-pytorch `coco`.",
-    "thuml/HashNet data/coco; swuxyj/DeepHash-pytorch data/coco",
-    lists={"train": ("train.txt", "train_coco.txt"), "query": ("test.txt", "test_coco.txt"),
-           "database": ("database.txt", "database_coco.txt")},
-    train_in_database=None, nominal={"query": 5000, "train": 10000}), aliases=("hashnet",))
-register(Protocol(
-    "bihalf", "flickr25k", "pooled", 24, None,
-    "Bi-half Flickr25k: all 25,000 MIRFlickr images, 24 concepts; 2,000 random queries; database = "
-    "the other 23,000; train = 5,000 drawn from the database (seeded here; unseeded upstream).",
-    "liyunqianggyn/Deep-Unsupervised-Image-Hashing data/flickr25k.py",
-    query=2000, train=5000, database=None, per_class=False,
-    nominal={"query": 2000, "train": 5000, "database": 23000}), aliases=("flickr25k",))
-register(Protocol(
-    "deephash_mirflickr", "flickr25k", "lists", 38, None,
-    "DeepHash-pytorch `mirflickr`: 38 labels (all annotation files incl. *_r1); 1,000 query / "
-    "4,000 train (not in the database) / 20,000 database lists.",
-    "swuxyj/DeepHash-pytorch data/mirflickr",
-    lists=_DEEPHASH_LISTS, train_in_database=False,
-    nominal={"query": 1000, "train": 4000, "database": 20000}), aliases=("mirflickr",))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -392,6 +286,32 @@ def check_split_rules(protocol: Protocol, splits: Mapping[str, np.ndarray]) -> N
         raise RuntimeError(f"protocol {protocol.name!r}: " + "; ".join(problems))
 
 
+def draw_validation(train: np.ndarray, n: int, seed: int, holdout: bool,
+                    exclude: Optional[np.ndarray] = None, what: str = "the train split") -> Dict[str, np.ndarray]:
+    """Draw ``n`` validation queries from ``train`` (pool indices) for a protocol without its own.
+
+    The draw uses a seed stream of its own (``seed`` and a fixed stream id), so it changes no other
+    split. ``exclude`` (e.g. train entries that are also test queries) are never drawn.
+
+    Returns ``{"val_query", "val_database", "train"}`` as sorted int64 pool indices: the validation
+    database is the rest of ``train``; ``train`` is that rest when ``holdout`` else unchanged.
+    """
+    train = np.asarray(train, dtype=np.int64)
+    candidates = train if exclude is None else train[~np.isin(train, exclude)]
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"val_queries must be >= 1, got {n}")
+    if n >= len(candidates):
+        raise ProtocolSizeError(
+            f"val_queries={n} but {what} has only {len(candidates)} image(s) to draw validation queries from "
+            f"(the rest of it is the validation database, so at most {max(len(candidates) - 1, 0)}); "
+            f"lower val_queries")
+    rng = np.random.default_rng([int(seed), _VALIDATION_STREAM])
+    val = np.sort(candidates[rng.permutation(len(candidates))[:n]])
+    rest = np.sort(train[~np.isin(train, val)])
+    return {"val_query": val, "val_database": rest, "train": rest if holdout else np.sort(train)}
+
+
 # --------------------------------------------------------------------------------------------------
 # Split files
 # --------------------------------------------------------------------------------------------------
@@ -408,11 +328,16 @@ def pool_fingerprint(*arrays: np.ndarray) -> str:
 
 
 def split_file_name(dataset: str, protocol: Protocol, seed: int,
-                    sizes: Mapping[str, Optional[int]]) -> str:
+                    sizes: Mapping[str, Optional[int]], val_queries: Optional[int] = None,
+                    val_holdout: bool = False) -> str:
+    """``<dataset>_<protocol>_seed<seed>[_q..-t..-db..-v..][_val<N>[h]].npz`` (non-default sizes and a
+    drawn validation split are part of the name, so differently drawn splits never share a file)."""
     stem = f"{dataset}_{protocol.name}_seed{seed}"
     if dict(sizes) != protocol.default_sizes():
         f = lambda x: "all" if x is None else str(x)  # noqa: E731
         stem += f"_q{f(sizes['query'])}-t{f(sizes['train'])}-db{f(sizes['database'])}-v{f(sizes['val_query'])}"
+    if val_queries:
+        stem += f"_val{int(val_queries)}" + ("h" if val_holdout else "")
     return stem + ".npz"
 
 
@@ -424,13 +349,16 @@ def save_or_verify_splits(path: str, splits: Mapping[str, np.ndarray], meta: Map
     """Write ``splits`` to ``path`` (atomically), or verify an existing file.
 
     Returns ``"written"`` or ``"verified"``. Raises :class:`SplitFileMismatchError` when the file
-    exists but was made from different data (fingerprint) or holds different indices.
+    exists but was made from different data (fingerprint) or holds different indices. A split absent
+    from ``splits`` or from the file (e.g. ``val_database`` in files written before it existed) counts
+    as empty.
     """
+    empty = np.zeros(0, np.int64)
     if os.path.exists(path):
         try:
             with np.load(path, allow_pickle=False) as f:
                 old_meta = json.loads(str(f["meta"]))
-                old = {k: f[k] for k in SPLIT_NAMES}
+                old = {k: f[k] for k in SPLIT_NAMES if k in f.files}
         except Exception as e:  # noqa: BLE001
             raise SplitFileMismatchError(
                 f"split file {path} exists but cannot be read ({type(e).__name__}: {e}); "
@@ -442,7 +370,8 @@ def save_or_verify_splits(path: str, splits: Mapping[str, np.ndarray], meta: Map
                 f"the data loaded now ({meta.get('pool_fingerprint', '?')[:12]}, pool size "
                 f"{meta.get('pool_size')}). The dataset under root changed: restore it, or delete "
                 f"the split file to regenerate (results would no longer be comparable).")
-        diff = [k for k in SPLIT_NAMES if not np.array_equal(old[k], np.asarray(splits[k]))]
+        diff = [k for k in SPLIT_NAMES
+                if not np.array_equal(old.get(k, empty), np.asarray(splits.get(k, empty)))]
         if diff:
             raise SplitFileMismatchError(
                 f"split file {path} holds different {', '.join(diff)} indices than the ones computed "
@@ -454,15 +383,10 @@ def save_or_verify_splits(path: str, splits: Mapping[str, np.ndarray], meta: Map
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, meta=np.array(json.dumps(dict(meta), sort_keys=True)),
-                     **{k: np.asarray(splits[k], dtype=np.int64) for k in SPLIT_NAMES})
+                     **{k: np.asarray(splits.get(k, empty), dtype=np.int64) for k in SPLIT_NAMES})
         os.replace(tmp, path)  # atomic: ranks writing the same content concurrently are harmless
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return "written"
 
-
-def load_splits(path: str) -> Tuple[Dict[str, np.ndarray], dict]:
-    """Read a split file written by :func:`save_or_verify_splits`: (splits, meta)."""
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in SPLIT_NAMES}, json.loads(str(f["meta"]))

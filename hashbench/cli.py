@@ -33,7 +33,7 @@ from datamodules.base import HashDataModule
 from lightning_modules.base import HashModule
 from lightning_modules.registry import discover
 
-from . import errors
+from . import errors, paper_settings
 from .config_files import resolve_argv
 from .runs import (DEFAULT_ROOT, RunError, RunIdentity, check_checkpoint_file, checkpoint_dir, find_checkpoint,
                    has_checkpoints, is_global_zero, run_dir, wandb_run_id)
@@ -238,6 +238,20 @@ class HashbenchCLI(LightningCLI):
         connect(self.model, self.datamodule)
         self._configure_trainer_callbacks()
         self._check_monitors()
+        self._note_global_batch()
+
+    def _note_global_batch(self) -> None:
+        """Under DDP every batch-level loss sees the global batch = per-device batch × devices: say how it relates
+        to the paper's batch, so a 4-GPU run is the paper's recipe only when the user means it."""
+        world = self.trainer.num_devices * self.trainer.num_nodes
+        batch = getattr(self.datamodule, "batch_size", None)
+        paper = paper_settings.METHODS.get(self.identity.method)
+        if world < 2 or batch is None or paper is None or not is_global_zero():
+            return
+        same = batch * world == paper.batch_size
+        hint = "" if same or paper.batch_size % world else f"; --data.batch_size {paper.batch_size // world} gives the paper's"
+        print(f"hashbench: {world} devices × data.batch_size {batch} = global batch {batch * world} (the paper's: "
+              f"{paper.batch_size}){hint}", file=sys.stderr)
 
     def _probe_data(self) -> Optional[str]:
         """Set up the configured datamodule alone and return its missing-file message, if any."""
@@ -302,10 +316,13 @@ def run_cli(args: ArgsType = None, run: bool = True) -> HashbenchCLI:
     if args is not None:  # programmatic use (compare, tests): sys.argv holds someone else's options
         sys.argv = argv0[:1]
     try:
+        # parse errors are raised (not printed with the whole usage) so main() reports them in one line
+        no_exit = {"exit_on_error": False}
         return HashbenchCLI(
             HashModule, HashDataModule, subclass_mode_model=True, subclass_mode_data=True,
             save_config_callback=LoggerSaveConfigCallback, save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False, args=args, run=run)
+            auto_configure_optimizers=False, args=args, run=run,
+            parser_kwargs={**no_exit, **{c: dict(no_exit) for c in LIGHTNING_COMMANDS}})
     finally:
         sys.argv = argv0
 
@@ -315,6 +332,7 @@ def _dispatch(argv: list[str]) -> None:
     if command is None or command in ("-h", "--help", "help"):
         print(top_level_help())
         return
+    errors.phase.command = command
     rest = resolve_argv(argv[1:])
     if command == "compare":
         from hashbench.compare import main as compare_main

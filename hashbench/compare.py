@@ -273,15 +273,19 @@ class Sweep:
         last = checkpoint_dir(run_dir) / LAST
         resume = str(last) if last.is_file() else None
         t0 = time.perf_counter()
-        _interruptible(trainer, lambda: trainer.fit(model, datamodule=dm, ckpt_path=resume))
-        fit_s = time.perf_counter() - t0
-        _interruptible(trainer, lambda: trainer.test(model, datamodule=dm, verbose=False))
+        try:
+            _interruptible(trainer, lambda: trainer.fit(model, datamodule=dm, ckpt_path=resume))
+            fit_s = time.perf_counter() - t0
+            _interruptible(trainer, lambda: trainer.test(model, datamodule=dm, verbose=False))
+        finally:
+            _finish_wandb(trainer)  # else the next run's logger writes into this run
         results = json.loads((run_dir / "retrieval" / "test_last.json").read_text()) if self.writer else {}
         metrics = {k: float(v) for k, v in results.get("metrics", {}).items()}
         top_k = getattr(dm, "top_k", None)
         self.uses_wandb |= any(type(lg).__name__ == "WandbLogger" for lg in trainer.loggers)
         row = {"method": cell.method, "display": type(model).__name__, "bits": cell.bits, "seed": cell.seed,
-               "status": "ok", "dataset": getattr(dm, "display_name", "") or type(dm).__name__,
+               "status": "ok", "dataset": getattr(dm, "display_name", "") or getattr(dm, "dataset_name", "")
+               or type(dm).__name__,
                "protocol": getattr(dm, "protocol", ""),
                "headline": f"mAP@{'all' if top_k is None else top_k}",
                "supervised": bool(getattr(model, "supervised", False)), "baseline": bool(getattr(model, "baseline", False)),
@@ -311,25 +315,28 @@ class Sweep:
         a = self.args
         return [Cell(m, b, s) for b in a.bits for m in a.methods for s in a.seeds]
 
-    def title_info(self, rows: list[dict]) -> dict:
-        ok = [r for r in rows if r.get("status") == "ok"]
-        first = ok[0] if ok else {}
-        return {"name": self.args.name, "dataset": first.get("dataset", ""), "protocol": first.get("protocol", ""),
-                "headline": first.get("headline", "mAP@all"), "num_query": first.get("num_query"),
-                "num_database": first.get("num_database"), "seeds": sorted({int(r["seed"]) for r in ok}),
-                "commit": self.commit, "configs": self.args.config, "overrides": self.overrides}
+    def summary(self, rows: list[dict]) -> str:
+        """summary.md: what was compared (configs, overrides, commit), then the report's tables."""
+        head = (f"# {self.args.name}\n\ncommit {self.commit}; configs {', '.join(self.args.config)}; overrides "
+                f"{' '.join(self.overrides) or 'none'}\n\n")
+        if not any(r.get("status") == "ok" for r in rows):
+            return head + "No run finished.\n\n" + "\n".join(f"- {r['method']}, {r['bits']} bits, seed {r['seed']}: "
+                                                             f"{r.get('error')}" for r in rows)
+        return head + report.summary_markdown(rows, report.TitleInfo.from_rows(rows))
 
     def write_report(self, failed: list[dict]) -> list[dict]:
+        """runs.csv/json, summary.md and the figures, from every finished run in the folder (+ this sweep's
+        failures). Figures are a courtesy: a plotting problem is reported, never loses the tables."""
         rows = self.finished_rows() + failed
         if not self.writer:
             return rows
-        info = self.title_info(rows)
         report.write_rows(self.out, rows)
-        summary = report.summary_markdown(rows, info)
-        (self.out / "summary.md").write_text(summary + "\n")
+        (self.out / "summary.md").write_text(self.summary(rows) + "\n")
         if any(r.get("status") == "ok" for r in rows):
-            with contextlib.suppress(Exception) if not self.args.verbose else contextlib.nullcontext():
-                report.plot_all(self.out, rows, info)
+            try:
+                report.plot_all(self.out, rows, report.TitleInfo.from_rows(rows))
+            except Exception as err:  # noqa: BLE001 - the tables above are already written
+                self.say(f"figures not written: {type(err).__name__}: {_first_line(err)}")
         return rows
 
     def main(self) -> list[dict]:
@@ -374,8 +381,8 @@ class Sweep:
             raise SystemExit(130) from None
         rows = self.write_report(failed)
         if self.writer:
-            self.say("\n" + report.summary_markdown(rows, self.title_info(rows)).split("\n## ", 2)[0].strip())
-            self.say(f"\nresults: {self.out}/ (summary.md, runs.csv, runs.json, *.png)")
+            self.say("\n" + _headline_section(self.summary(rows)))
+            self.say(f"\nresults: {self.out}/ (summary.md, runs.csv, runs.json, figures *.png, thumbs/)")
             self._wandb_summary(rows)
         if failed:
             raise SystemExit(1)
@@ -383,13 +390,15 @@ class Sweep:
 
     def _wandb_summary(self, rows: list[dict]) -> None:
         """One W&B run holding the comparison table and figures (when this sweep's runs logged to W&B)."""
-        if not self.uses_wandb or os.environ.get("WANDB_MODE") == "disabled":
+        if not self.uses_wandb or os.environ.get("WANDB_MODE") == "disabled" or not any(
+                r.get("status") == "ok" for r in rows):
             return
-        info = self.title_info(rows)
-        with contextlib.suppress(Exception):
+        info = report.TitleInfo.from_rows(rows)
+        try:
             report.log_wandb_summary(rows, self.out, info, project="hashbench",
-                                     group=f"{info['dataset']}-{info['protocol']}-comparison",
-                                     name=f"compare-{self.args.name}")
+                                     group=f"{info.dataset}-{info.protocol}-comparison", name=f"compare-{self.args.name}")
+        except Exception as err:  # noqa: BLE001 - the results folder is complete; W&B is a copy
+            self.say(f"W&B summary run not written: {type(err).__name__}: {_first_line(err)}")
 
 
 def _interruptible(trainer, fn) -> None:
@@ -402,6 +411,18 @@ def _interruptible(trainer, fn) -> None:
         raise
     if getattr(trainer, "interrupted", False):
         raise KeyboardInterrupt
+
+
+def _finish_wandb(trainer) -> None:
+    if any(type(lg).__name__ == "WandbLogger" for lg in trainer.loggers):
+        import wandb
+        wandb.finish()
+
+
+def _headline_section(summary: str) -> str:
+    """The part of summary.md printed at the end of a sweep: everything up to its second section."""
+    parts = summary.split("\n## ")
+    return "\n## ".join(parts[:3]).strip() if len(parts) > 1 else summary.strip()
 
 
 def _first_line(err: BaseException) -> str:

@@ -8,6 +8,7 @@ its traceback. ``HASHBENCH_TRACEBACK=1`` shows the traceback of user errors too.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import re
@@ -35,6 +36,7 @@ class ConfigError(ValueError):
 
 class _Phase:
     configuring = True  # until the Trainer starts running a stage
+    command = "fit"
 
 
 phase = _Phase()
@@ -68,9 +70,20 @@ def _clean(message: str) -> str:
     return lines[-1].strip()
 
 
+def _parse_message(message: str, command: str) -> str:
+    """jsonargparse's message without its echo of the value and the "NoneType" alternative of every union."""
+    keep = [ln.strip() for ln in message.splitlines()
+            if ln.strip() and not ln.strip().startswith(("Given value", "Subtypes:", "- Expected a <class 'NoneType'>"))]
+    text = " ".join(k for k in keep if k not in ("Errors:", "Does not validate against any of the Union subtypes"))
+    return f"{text} (`hashbench {command} --help` lists the options)"
+
+
 def user_error(err: BaseException) -> Optional[tuple[str, int]]:
     """``(message, exit code)`` when ``err`` (or an exception it wraps) is the user's to fix, else None."""
     chain = list(_chain(err))
+    if isinstance(err, argparse.ArgumentError):  # an option the parser refused
+        inner = user_error(err.__cause__) if err.__cause__ is not None else None
+        return inner or (_parse_message(str(err), phase.command), 2)
     for e in chain:
         if isinstance(e, USER_ERRORS + (ConfigError,)):
             return _clean(str(e)), 2

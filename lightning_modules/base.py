@@ -155,8 +155,9 @@ class HashModule(L.LightningModule):
         if len(views) != self.train_views:
             raise ValueError(
                 f"{type(self).__name__} trains on {self.train_views} augmented view(s) per image but the train "
-                f"loader gave {len(views)}. Leave data.views unset (it follows the model) or set data.views: "
-                f"{self.train_views}.")
+                f"loader gave {len(views)}. Leave data.views unset: the hashbench CLI hands the model's needs to the "
+                f"datamodule (datamodule.request_train_input(views={self.train_views}, ...) when you build them "
+                f"yourself), or set data.views: {self.train_views}.")
         return views, labels, index
 
     def log_terms(self, terms: dict, batch_size: int) -> None:

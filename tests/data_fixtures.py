@@ -4,7 +4,8 @@
   ``batches.meta``: pickled dicts with bytes keys, ``b'data'`` uint8 N x 3072 as R, G, B planes);
 * list files ``<relative path> <0/1 ...>`` plus small JPEGs (NUS-WIDE, MS-COCO, DeepHash mirflickr);
 * MIRFlickr: ``mirflickr/im1.jpg ...`` and ``mirflickr25k_annotations_v080/<concept>.txt``;
-* IDX files (MNIST / Fashion-MNIST layout), optionally gzipped.
+* IDX files (MNIST / Fashion-MNIST layout), optionally gzipped; deeplearning.net's ``mnist.pkl.gz``;
+* hostile inputs: a pickle that would create a file when loaded, a truncated JPEG.
 
 Image identity is encoded in the pixels so tests can check that item i is the image they expect:
 ``color_of(k)`` is a flat colour for list / mirflickr images (JPEG keeps flat colours within a few
@@ -17,15 +18,27 @@ import gzip
 import os
 import pickle
 import struct
+from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
+import yaml
 from PIL import Image
+
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
 CIFAR_DIR = "cifar-10-batches-py"
 FLICKR_CONCEPTS = ("animals", "baby", "bird", "car", "clouds", "dog", "female", "flower", "food", "indoor",
                    "lake", "male", "night", "people", "plant_life", "portrait", "river", "sea", "sky",
                    "structures", "sunset", "transport", "tree", "water")
+
+
+def data_config(name: str) -> dict:
+    """The ``data.init_args`` of ``experiments/data/<name>.yaml`` (and check its class_path)."""
+    cfg = yaml.safe_load((EXPERIMENTS / "data" / f"{name}.yaml").read_text())
+    assert set(cfg) == {"data"}, f"{name}.yaml must hold only a data: block"
+    assert cfg["data"]["class_path"] == "datamodules.ImageList"
+    return dict(cfg["data"]["init_args"])
 
 
 def set_up(cls, root: str, defaults: dict, **overrides):
@@ -100,6 +113,24 @@ def write_cifar(root: str, train_per_class: int = 15, test_per_class: int = 5, s
 def _dump(path: str, obj) -> None:
     with open(path, "wb") as f:
         pickle.dump(obj, f, protocol=2)
+
+
+# ---------------------------------------------------------------------------------------------- hostile files
+class CreatesFile:
+    """Pickles to "call open(marker, 'w')": loading it with plain ``pickle.load`` creates ``marker``."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def write_truncated_jpeg(path: str, k: int = 0) -> None:
+    """A JPEG cut in half (PIL opens the header, then fails to decode)."""
+    write_jpeg(path, k, size=(64, 48))
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[: len(data) // 2])
 
 
 # ---------------------------------------------------------------------------------------------- lists
@@ -203,6 +234,25 @@ def write_mnist_idx(folder: str, train_per_class: int = 12, test_per_class: int 
     write_idx(os.path.join(folder, "t10k-images-idx3-ubyte" + ext), xte)
     write_idx(os.path.join(folder, "t10k-labels-idx1-ubyte" + ext), yte)
     return {"images": np.concatenate([xtr, xte]), "labels": np.concatenate([ytr, yte]).astype(np.int64)}
+
+
+def write_mnist_pkl(path: str, train_per_class: int = 12, test_per_class: int = 4, seed: int = 0,
+                    protocol: int = 2) -> Dict[str, np.ndarray]:
+    """deeplearning.net's ``mnist.pkl.gz``: ((train_x, train_y), (valid_x, valid_y), (test_x, test_y)), x float32
+    N x 784 = pixels / 256, y int64; the train images are split 3:1 into train / valid like the real file."""
+    arrays = write_mnist_idx(os.path.join(os.path.dirname(path), "_idx_tmp"), train_per_class, test_per_class,
+                             gz=False, seed=seed)
+    n_train = 10 * train_per_class
+    x = arrays["images"].reshape(-1, 784).astype(np.float32) / 256.0
+    y = arrays["labels"]
+    cut = n_train * 3 // 4
+    parts = ((x[:cut], y[:cut]), (x[cut:n_train], y[cut:n_train]), (x[n_train:], y[n_train:]))
+    with gzip.open(path, "wb") as f:
+        pickle.dump(parts, f, protocol=protocol)
+    for name in os.listdir(os.path.join(os.path.dirname(path), "_idx_tmp")):
+        os.remove(os.path.join(os.path.dirname(path), "_idx_tmp", name))
+    os.rmdir(os.path.join(os.path.dirname(path), "_idx_tmp"))
+    return arrays
 
 
 def list_paths(root: str) -> List[str]:

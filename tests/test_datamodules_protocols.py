@@ -1,5 +1,8 @@
-"""Protocol registry, seeded split function and split files (pure numpy; no Lightning, no images)."""
+"""Protocol registry, seeded split function, validation draw and split files (numpy only; no images).
 
+The protocols are declared by the dataset modules, so importing them registers them."""
+
+import json
 import os
 import subprocess
 import sys
@@ -7,8 +10,18 @@ import sys
 import numpy as np
 import pytest
 
+import datamodules.cifar  # noqa: F401  (registers the CIFAR-10 protocols)
+import datamodules.flickr  # noqa: F401
+import datamodules.mnist  # noqa: F401
 from datamodules import protocols as P
 from datamodules.errors import ProtocolSizeError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def read_split_file(path):
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files if k != "meta"}, json.loads(str(f["meta"]))
 
 
 def full_cifar_pool():
@@ -102,9 +115,33 @@ def test_names_aliases_and_unknown():
     assert P.get_protocol("flickr25k", "mirflickr").name == "deephash_mirflickr"
     with pytest.raises(ValueError, match="available: bihalf_i, bihalf_ii, cibhash"):
         P.get_protocol("cifar10", "cifar10_I")
-    for ds in ("cifar10", "mnist", "fashion_mnist", "nuswide", "coco", "flickr25k"):
+    for ds in ("cifar10", "mnist", "fashion_mnist", "flickr25k"):
         assert P.available(ds)
-    assert "mAP@1000" in P.describe("cifar10") and "nuswide_21" in P.describe()
+    assert "mAP@1000" in P.describe("cifar10") and "deephash_mirflickr" in P.describe()
+    assert "own validation queries" in P.describe("cifar10")  # cibhash
+    with pytest.raises(KeyError, match="registers its own protocols when imported"):
+        P.get_protocol("no_such_dataset", "x")
+
+
+def test_each_dataset_module_declares_its_own_protocols():
+    """protocols.py is machinery only: importing it registers nothing; datamodules.describe() imports the
+    dataset modules and lists every protocol, with ImageList datasets once one is constructed."""
+    code = ("import datamodules.protocols as P; assert P.describe() == '', P.describe(); "
+            "import datamodules; d = datamodules.describe(); "
+            "assert 'cifar10/bihalf_i' in d and 'mnist/cifar_like' in d and 'flickr25k/bihalf' in d, d; "
+            "from datamodules import ImageList; "
+            "ImageList(name='mylist', root='.', num_classes=3, top_k='all', protocol='v1', "
+            "lists={'query': 'q.txt', 'database': 'db.txt'}); "
+            "print(datamodules.describe('mylist'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("mylist/v1: as the lists give; mAP@all; 3 labels.")
+    source = open(os.path.join(REPO, "datamodules", "protocols.py")).read()
+    assert "register(Protocol(" not in source
+    for name in os.listdir(os.path.join(REPO, "datamodules")):
+        if name.endswith((".py", ".md")) and name != "feature_cache.py":  # the feature cache is being redesigned
+            text = open(os.path.join(REPO, "datamodules", name)).read()
+            assert "METHODS.md" not in text and "OFFLINE_DATA" not in text and "shared/" not in text, name
 
 
 def test_resolve_sizes_scale_overrides_and_lists():
@@ -118,7 +155,7 @@ def test_resolve_sizes_scale_overrides_and_lists():
     with pytest.raises(ValueError, match="positive"):
         P.resolve_sizes(spec, query=0)
     with pytest.raises(ValueError, match="list files"):
-        P.resolve_sizes(P.get_protocol("coco", "coco"), query=3)
+        P.resolve_sizes(P.get_protocol("flickr25k", "deephash_mirflickr"), query=3)
 
 
 def test_too_small_pool_names_protocol_class_and_remedy():
@@ -154,7 +191,7 @@ def test_split_file_written_verified_and_mismatch(tmp_path):
     assert path.endswith("cifar10_dch_seed0.npz")
     assert P.save_or_verify_splits(path, s, meta) == "written"
     assert P.save_or_verify_splits(path, s, meta) == "verified"
-    back, m = P.load_splits(path)
+    back, m = read_split_file(path)
     assert np.array_equal(back["database"], s["database"]) and m["pool_size"] == 60000
     other = dict(s, query=s["query"][::-1].copy())
     with pytest.raises(P.SplitFileMismatchError, match="different query indices.*Delete it"):
@@ -168,12 +205,52 @@ def test_split_file_written_verified_and_mismatch(tmp_path):
         P.save_or_verify_splits(path, s, meta)
     sized = P.split_file_name("cifar10", spec, 0, P.resolve_sizes(spec, query=2))
     assert sized == "cifar10_dch_seed0_q2-t500-dball-v0.npz"
+    assert P.split_file_name("cifar10", spec, 0, P.resolve_sizes(spec), 1000) == "cifar10_dch_seed0_val1000.npz"
+    assert P.split_file_name("cifar10", spec, 0, P.resolve_sizes(spec), 5, True) == "cifar10_dch_seed0_val5h.npz"
+
+
+def test_split_files_written_before_val_database_still_verify(tmp_path):
+    """Files of earlier versions hold train/query/database/val_query only: they must verify unchanged."""
+    labels, is_test = full_cifar_pool()
+    spec = P.get_protocol("cifar10", "greedyhash")
+    s = P.split_pool(spec, labels, 0, is_test=is_test)
+    meta = {"algorithm": P.SPLIT_ALGORITHM, "pool_fingerprint": P.pool_fingerprint(labels, is_test)}
+    path = str(tmp_path / "old.npz")
+    np.savez(path, meta=np.array(json.dumps(meta)), **{k: s[k] for k in ("train", "query", "database", "val_query")})
+    assert P.save_or_verify_splits(path, s, meta) == "verified"
+    with pytest.raises(P.SplitFileMismatchError, match="different val_database"):
+        P.save_or_verify_splits(path, dict(s, val_database=s["train"][:3]), meta)
+
+
+def test_validation_draw_is_seeded_disjoint_and_optionally_held_out():
+    train = np.arange(100, 300, 2)  # 100 pool indices
+    a = P.draw_validation(train, 10, seed=0, holdout=False)
+    assert np.array_equal(a["val_query"], P.draw_validation(train, 10, seed=0, holdout=False)["val_query"])
+    assert not np.array_equal(a["val_query"], P.draw_validation(train, 10, seed=1, holdout=False)["val_query"])
+    assert len(a["val_query"]) == 10 and np.isin(a["val_query"], train).all()
+    assert np.intersect1d(a["val_query"], a["val_database"]).size == 0
+    assert np.array_equal(np.union1d(a["val_query"], a["val_database"]), train)
+    assert np.array_equal(a["train"], train)  # no holdout: the protocol's train split is untouched
+    h = P.draw_validation(train, 10, seed=0, holdout=True)
+    assert np.array_equal(h["val_query"], a["val_query"]) and np.array_equal(h["train"], a["val_database"])
+    # excluded entries (train images that are also test queries) are never drawn
+    excl = train[:95]
+    e = P.draw_validation(train, 4, seed=0, holdout=False, exclude=excl)
+    assert not np.isin(e["val_query"], excl).any()
+    with pytest.raises(ProtocolSizeError, match=r"val_queries=5 but the train split has only 5 image"):
+        P.draw_validation(train, 5, seed=0, holdout=False, exclude=excl)
+    with pytest.raises(ProtocolSizeError, match="val_queries=100 .*lower val_queries"):
+        P.draw_validation(train, 100, seed=0, holdout=False)
+    # the draw does not use (or disturb) the split's own RNG stream
+    labels, is_test = full_cifar_pool()
+    spec = P.get_protocol("cifar10", "bihalf_ii")
+    assert np.array_equal(P.split_pool(spec, labels, 3, is_test=is_test)["train"],
+                          P.split_pool(spec, labels, 3, is_test=is_test)["train"])
 
 
 def test_protocols_module_does_not_import_lightning():
     code = ("import sys, datamodules, datamodules.protocols; "
             "print('lightning' in sys.modules, 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False False"

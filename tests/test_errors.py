@@ -20,6 +20,9 @@ def cifar_root(tmp_path_factory):
     return str(root)
 
 
+LIST_FAST = FAST[4:] + ["--data.val_queries", "4", "--trainer.max_epochs", "1"]  # FAST without download/scale
+
+
 def _fails(argv, capsys, code=2) -> str:
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -91,9 +94,14 @@ def test_corrupt_image_names_the_file_and_its_list_entry(tmp_path, monkeypatch, 
     split = write_list_dataset(str(root), 21, n_query=6, n_train=12, n_database=24)
     victim = root / split["database"]["paths"][3]
     victim.write_bytes(victim.read_bytes()[:40])  # a truncated JPEG
-    err = _fails(["fit", "--config", str(EXP / "nuswide_bihalf.yaml"), "--data.root", str(root), *FAST,
-                  "--data.val_queries", "4", "--trainer.max_epochs", "1"], capsys)
-    assert str(victim) in err and "database.txt" in err
+    err = _fails(["fit", "--config", str(EXP / "nuswide_bihalf.yaml"), "--data.root", str(root), *LIST_FAST], capsys)
+    assert str(victim) in err and ("database.txt:" in err or "train.txt:" in err)  # the list entry
+
+
+def test_unknown_option_is_one_line_naming_it(cifar_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    err = _fails(["fit", "--config", str(EXP / "nuswide_bihalf.yaml"), "--data.download", "false"], capsys)
+    assert "Option 'download' is not accepted" in err and "hashbench fit --help" in err and "usage:" not in err
 
 
 def test_compare_seeds_zero_is_a_usage_error(capsys):

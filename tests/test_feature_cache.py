@@ -331,14 +331,14 @@ def test_callback_refuses_random_train_transform_without_bank(cifar_root, tmp_pa
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                         callbacks=[FeatureCache(cache_dir=str(tmp_path), progress=False)])
     with pytest.raises(RandomTransformError, match="bank_views=M"):
-        trainer.fit(model, cifar(cifar_root, train_transform="cibhash", **SMALL))
+        trainer.fit(model, cifar(cifar_root, train_transform="cibhash", views=2, **SMALL))
 
     cache = FeatureCache(cache_dir=str(tmp_path), bank_views=3, progress=False)
     model = CIBHash(bits=8, backbone="tiny_cnn", pretrained=False, freeze=True)
     trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                         callbacks=[cache])
-    trainer.fit(model, cifar(cifar_root, train_transform="cibhash", batch_size=4, **SMALL))
+    trainer.fit(model, cifar(cifar_root, train_transform="cibhash", views=2, batch_size=4, **SMALL))
     assert trainer.global_step == 2 and cache.info["train"]["shape"][0] == 3
 
 
@@ -348,7 +348,7 @@ def test_random_train_transform_can_stay_on_images_while_evaluation_is_cached(ci
     def run(callbacks):
         torch.manual_seed(0)
         model = CIBHash(bits=8, backbone="tiny_cnn", pretrained=False, freeze=True)
-        dm = cifar(cifar_root, train_transform="cibhash", batch_size=4, num_workers=1, **SMALL)
+        dm = cifar(cifar_root, train_transform="cibhash", views=2, batch_size=4, num_workers=1, val_queries=4, **SMALL)
         return run_losses(model, dm, steps=3, callbacks=callbacks), dm
 
     plain, _ = run([])
@@ -356,11 +356,12 @@ def test_random_train_transform_can_stay_on_images_while_evaluation_is_cached(ci
     on_images, dm = run([cache])
     torch.testing.assert_close(on_images, plain)
     assert plain.std() > 0
-    assert not isinstance(dm.train_set, CachedFeatureDataset) and "train" not in cache.info
-    cached_eval = [s for s in ("val_query", "val_database", "query", "database") if s in cache.info]
-    assert cached_eval and all(isinstance(getattr(dm, f"{s}_set", None) or dm.dataset(s), CachedFeatureDataset)
-                               for s in cached_eval)
-    assert dm.num_workers == 1  # nothing outside the datamodule changes its workers
+    assert not isinstance(dm.dataset("train"), CachedFeatureDataset) and "train" not in cache.info
+    assert {"val_query", "val_database"} <= set(cache.info)
+    assert all(isinstance(dm.dataset(s), CachedFeatureDataset) for s in ("val_query", "val_database"))
+    # images still need the workers; cached rows are served in-process; nothing outside the datamodule changed it
+    assert dm.num_workers == 1 and dm.train_dataloader().num_workers == 1
+    assert [loader.num_workers for loader in dm.val_dataloader()] == [0, 0]
     with pytest.raises(ValueError, match="random_train_transform"):
         FeatureCache(random_train_transform="skip")
 
@@ -438,7 +439,7 @@ def test_fit_validate_test_give_the_same_metrics_with_the_cache(cifar_root, tmp_
         trainer = L.Trainer(max_epochs=1, limit_train_batches=2, accelerator="cpu", logger=False,
                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                             num_sanity_val_steps=0, callbacks=[RetrievalEvaluation(log_curves=False), *callbacks])
-        dm = cifar(cifar_root, batch_size=10)
+        dm = cifar(cifar_root, batch_size=10, val_queries=6)
         L.seed_everything(0, verbose=False)
         trainer.fit(model, dm)
         fit = dict(trainer.callback_metrics)
