@@ -13,7 +13,6 @@ dropping repeats by dataset index as evaluation does. The codes folder format is
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import shutil
 import sys
@@ -29,62 +28,46 @@ from callbacks import retrieval_metrics as rm
 from .codes import Codes, load_codes, pack_codes, save_packed, sha256_file
 from .errors import ConfigError
 
-SPLITS = ("query", "database", "train", "val_query")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+SPLITS = ("query", "database", "train", "val_query", "val_database")
 
 
-# ---- images from a list file or a folder -------------------------------------------------------------------
-def image_files(folder: Path) -> list[str]:
-    """Every image file under ``folder`` (recursively), sorted: the folder's item order."""
-    files = sorted(str(p) for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
-    return files
-
-
+# ---- what to encode ------------------------------------------------------------------------------------------
 def _eval_transform(dm):
     from datamodules.transforms import build_transform
     return build_transform(dm.eval_transform, False, dm.image_size, dm.normalize)
 
 
-def _file_dataset(paths: list[str], labels: np.ndarray, transform, split: str, origins=None):
-    from datamodules.datasets import ImageFileDataset
-    return ImageFileDataset(paths, labels, np.arange(len(paths)), transform, split, origins=origins)
+def _paths(ds) -> Optional[list[str]]:
+    """Image path of every item of a file dataset (None for images held in memory)."""
+    return [ds.paths[int(j)] for j in ds.pool_indices] if hasattr(ds, "paths") else None
 
 
 def split_dataset(dm, split: str, image_root: Optional[str] = None):
-    """``(dataset, labels known, paths or None)`` for a split name, a list file or an image folder.
-
-    Splits use the datamodule's evaluation transform (``train`` too: codes of the images, not of augmentations).
-    """
-    path = Path(split)
-    if split not in SPLITS and path.is_file():
-        from datamodules.lists import read_list_file
-        entries = read_list_file(str(path), dm.num_classes, image_root or str(path.parent))
-        return _file_dataset(entries.paths, entries.labels, _eval_transform(dm), "list", entries.origins), True, \
-            entries.paths
-    if split not in SPLITS and path.is_dir():
-        files = image_files(path)
-        return _file_dataset(files, np.zeros((len(files), dm.num_classes), np.float32), _eval_transform(dm),
-                             "folder"), False, files
-    if split not in SPLITS:
-        raise ConfigError(f"--split {split!r} is neither a split ({', '.join(SPLITS)}) nor an existing list file or "
-                          "image folder")
-    own = getattr(dm, "eval_dataset", None)
-    if callable(own):
-        ds = own(split)
-    else:  # minimal stand-in until the datamodule offers eval_dataset(split)
+    """``(dataset, labels known, paths or None)`` for a split name, a list file or an image folder, all with the
+    datamodule's deterministic evaluation transform (``train`` too: codes of the images, not of augmentations)."""
+    if split in SPLITS:
         dm.prepare_data()
         dm.setup("predict")
-        ds = getattr(dm, f"{split}_set", None)
-        if ds is None:
-            raise ConfigError(f"--split {split}: protocol {getattr(dm, 'protocol', '?')!r} of {type(dm).__name__} "
-                              "has no such split")
-        if split == "train":
-            ds = copy.copy(ds)
-            ds.transform = _eval_transform(dm)
-    paths = [ds.path(i) for i in range(len(ds))] if hasattr(ds, "path") else None
-    return ds, True, paths
+        ds = dm.eval_dataset(split)
+        return ds, True, _paths(ds)
+    if not Path(split).exists():
+        raise ConfigError(f"--split {split!r} is neither a split ({', '.join(SPLITS)}) nor an existing list file or "
+                          "image folder")
+    from datamodules import image_dataset
+    folder = Path(split).is_dir()
+    ds = image_dataset(split, _eval_transform(dm), None if folder else dm.num_classes, image_root)
+    return ds, not folder, _paths(ds)
+
+
+def query_images(path: Path, transform):
+    """An image file or a folder of images (recursively, sorted) as a dataset without labels."""
+    from datamodules import image_dataset
+    from datamodules.datasets import ImageFileDataset
+    if path.is_dir():
+        return image_dataset(str(path), transform)
+    if not path.is_file():
+        raise FileNotFoundError(f"--query {path}: no such image file or folder")
+    return ImageFileDataset([str(path.resolve())], np.zeros((1, 0), np.float32), np.arange(1), transform, "query")
 
 
 # ---- the predict-loop writer -------------------------------------------------------------------------------
@@ -333,9 +316,8 @@ def load_index_model(index: Codes, ckpt_path: Optional[str], overrides: list[str
 
 
 @torch.no_grad()
-def encode_images(model, transform, paths: list[str], trainer, batch_size: int = 32) -> np.ndarray:
-    """±1 codes of image files, as evaluation computes them (eval mode, the run's precision)."""
-    dataset = _file_dataset(paths, np.zeros((len(paths), 0), np.float32), transform, "search")
+def encode_images(model, dataset, trainer, batch_size: int = 32) -> np.ndarray:
+    """±1 codes of a dataset's images, as evaluation computes them (eval mode, the run's precision)."""
     out = []
     for start in range(0, len(dataset), batch_size):
         x = torch.stack([dataset[i][0] for i in range(start, min(len(dataset), start + batch_size))])
@@ -348,12 +330,12 @@ def search_main(argv: list[str]) -> int:
     args, overrides = _search_parser().parse_known_args(argv)
     from .search import HammingIndex
     index = load_codes(args.index)
-    query = Path(args.query)
-    if not query.exists():
-        raise FileNotFoundError(f"--query {query}: no such image file or folder")
-    paths = [str(query)] if query.is_file() else image_files(query)
+    if not Path(args.query).exists():
+        raise FileNotFoundError(f"--query {args.query}: no such image file or folder")
     model, transform, trainer = load_index_model(index, args.ckpt_path, overrides)
-    codes = encode_images(model, transform, paths, trainer, args.batch_size)
+    dataset = query_images(Path(args.query), transform)
+    paths = _paths(dataset)
+    codes = encode_images(model, dataset, trainer, args.batch_size)
     if codes.shape[1] != index.bits:
         raise ConfigError(f"the model gives {codes.shape[1]}-bit codes but {args.index} holds {index.bits}-bit codes")
     order = np.argsort(index.index, kind="stable")  # ties are broken by dataset index, as in evaluation

@@ -176,7 +176,7 @@ def test_images_to_codes_to_search_give_the_evaluations_neighbours(trained_run, 
     examples = test["examples"]
     assert len(examples) == 6
     for e in examples:  # the test queries' images as files (PNG is lossless: the same pixels)
-        dm.query_set.load_image(e["query"]).save(folder / f"q{e['query']:05d}.png")
+        dm.image("query", e["query"]).save(folder / f"q{e['query']:05d}.png")
     out = tmp / f"search-{backend}.json"
     assert search_main(["--index", str(tmp / "codes" / "database"), "--query", str(folder), "-k", "10",
                         "--backend", backend, "--json", str(out)]) == 0
@@ -200,3 +200,30 @@ def test_command_line_mistakes_are_one_error_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["search", "--index", str(tmp_path / "db"), "--query", str(tmp_path / "q.png")])
     assert "has no config.yaml" in capsys.readouterr().err
+
+
+def test_a_list_file_and_an_image_folder_encode_like_the_split(trained_run):
+    tmp, dm = trained_run["tmp"], trained_run["datamodule"]
+    query_dir = tmp / "codes" / "query"
+    if not (query_dir / "meta.json").is_file():
+        encode_main(["--config", trained_run["config"], "--ckpt_path", "last", "--split", "query", "--out", str(query_dir)])
+    split = load_codes(query_dir)
+    picked = [0, 3, 17, 42]
+    images = tmp / "listed"
+    images.mkdir()
+    lines = []
+    for i in picked:
+        dm.image("query", i).save(images / f"{i:03d}.png")
+        label = dm.eval_dataset("query")[i][1].int().tolist()
+        lines.append(f"{i:03d}.png {' '.join(map(str, label))}")
+    (images / "list.txt").write_text("\n".join(lines) + "\n")
+    for source, out in ((images / "list.txt", tmp / "codes-list"), (images, tmp / "codes-folder")):
+        assert encode_main(["--config", trained_run["config"], "--ckpt_path", "last", "--split", str(source),
+                            "--out", str(out)]) == 0
+    listed, folder = load_codes(tmp / "codes-list"), load_codes(tmp / "codes-folder")
+    rows = [int(np.nonzero(split.index == i)[0][0]) for i in picked]
+    assert np.array_equal(listed.packed, split.packed[rows]) and np.array_equal(folder.packed, split.packed[rows])
+    assert np.array_equal(listed.labels, split.labels[rows]) and listed.meta["labels"] == "multi-hot"
+    assert not folder.has_labels and folder.meta["labels"] == "none"
+    assert [Path(p).name for p in listed.paths] == [Path(p).name for p in folder.paths] == \
+        [f"{i:03d}.png" for i in picked]
