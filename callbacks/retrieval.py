@@ -297,8 +297,11 @@ class RetrievalEvaluation(L.Callback):
         path = Path(self.save_dir)
         path.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.last_results)
-        (path / f"{stage}_epoch{epoch:04d}.json").write_text(text)
-        (path / f"{stage}_last.json").write_text(text)
+        # through a temporary file, so a reader (hashbench compare) never sees a half-written one
+        for name in (f"{stage}_epoch{epoch:04d}.json", f"{stage}_last.json"):
+            tmp = path / f".{name}.tmp"
+            tmp.write_text(text)
+            tmp.replace(path / name)
 
     def _log_wandb(self, trainer, stage: str) -> None:
         from lightning.pytorch.loggers import WandbLogger

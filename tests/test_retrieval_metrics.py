@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from callbacks import retrieval_metrics as rm
 from callbacks.retrieval_metrics import engine, inputs, tie_average, topk
 from callbacks.retrieval_metrics import (
     bit_statistics,
@@ -698,6 +699,19 @@ def test_hamming_topk_is_the_metrics_ranking_and_checks_k():
             hamming_topk(q, db, bad)
     with pytest.raises(ValueError, match="bits"):
         hamming_topk(q, db[:, :3], 5)
+
+
+@pytest.mark.parametrize("radius", [0, 1, 3, 64])
+def test_hamming_within_matches_brute_force(radius):
+    q, _, db, _ = make_problem(37, 7, 180, 6, dup_pool=9)
+    lims, idx, dist = rm.hamming_within(q, db, radius, chunk_size=3)
+    assert lims.tolist()[0] == 0 and len(lims) == 8
+    for i, (qc, (want_idx, want_dist)) in enumerate(zip(q, brute_topk(q, db, len(db)))):
+        ball = [(j, d) for j, d in zip(want_idx, want_dist) if d <= radius]
+        got = list(zip(idx[lims[i]:lims[i + 1]].tolist(), dist[lims[i]:lims[i + 1]].tolist()))
+        assert got == ball
+    with pytest.raises(ValueError, match="radius"):
+        rm.hamming_within(q, db, -1)
 
 
 # --------------------------------------------------------------------------------------------------

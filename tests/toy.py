@@ -117,4 +117,6 @@ class RankMetricsRecorder(L.Callback):
         evaluator = next(c for c in trainer.callbacks if isinstance(c, RetrievalEvaluation))
         record = {"metrics": {k: v.item() for k, v in trainer.callback_metrics.items()},
                   "query_shard": evaluator.last_results["query_shard"]}
-        pathlib.Path(self.folder, f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
+        folder = pathlib.Path(self.folder)
+        folder.mkdir(parents=True, exist_ok=True)  # rank 0's JSON writer may not have created it yet
+        (folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))

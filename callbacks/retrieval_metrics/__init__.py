@@ -8,7 +8,8 @@ Conventions shared by every function:
 * **Relevance**: a database item is relevant to a query when they share at least one label (label
   entries > 0 count as present; integer class ids are one-hot encoded).
 * **Ranking**: by Hamming distance, ties broken by database index (the row order of ``db_codes``),
-  i.e. a stable sort keyed by ``(distance, index)`` (:func:`hamming_topk` returns it).
+  i.e. a stable sort keyed by ``(distance, index)`` (:func:`hamming_topk` and :func:`hamming_within`
+  return it).
 * **AP@k** is normalised by the number of relevant items found in the top k, as in DeepHash-pytorch
   ``CalcTopMap`` (``swuxyj/DeepHash-pytorch@ab14068:utils/tools.py``), thulab
   (``thulab/DeepHash@9907613:DeepHash/evaluation/__init__.py``), CIBHash, Bi-half
@@ -28,7 +29,7 @@ One job per module: ``inputs`` (checks, conversion), ``engine`` (streaming top-k
 
 from .bit_stats import bit_statistics
 from .curves import precision_recall_curve
-from .engine import hamming_topk
+from .engine import hamming_topk, hamming_within
 from .hamming_ball import hamming_radius_metrics
 from .inputs import to_multi_hot, to_signed_codes
 from .report import (PerQuery, concat_per_query, per_query_metrics, retrieval_curves, retrieval_report, summarize,
@@ -39,6 +40,7 @@ __all__ = [
     "to_signed_codes",
     "to_multi_hot",
     "hamming_topk",
+    "hamming_within",
     "mean_average_precision",
     "tie_averaged_map",
     "precision_at_k",

@@ -309,6 +309,30 @@ def hamming_topk(query_codes, db_codes, k: int, chunk_size: Optional[int] = None
     return torch.cat(indices), torch.cat(distances)
 
 
+def hamming_within(query_codes, db_codes, radius: int,
+                   chunk_size: Optional[int] = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Every database item within Hamming distance <= ``radius`` of each query, in (distance, index) order.
+
+    Returns ``(lims (Q+1,), indices, distances)`` int64 in the layout of faiss ``range_search``: query i's
+    items are ``indices[lims[i]:lims[i+1]]``.  Memory O(chunk x database) at worst (a ball holding everything).
+    """
+    codes = _prepare_codes(query_codes, db_codes)
+    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
+        raise ValueError(f"radius must be a non-negative int, got {radius!r}")
+    chunk = _chunk_size(chunk_size, codes, codes.num_db)
+    counts, indices, distances = [], [], []
+    for q0, q1 in _chunks(codes.num_queries, chunk, codes.device):
+        ball = torch.full((q1 - q0,), min(int(radius), codes.bits), dtype=torch.int64, device=codes.device)
+        cand = _select(codes, codes.q[q0:q1], ball)
+        order = cand.ranking()
+        rows, dist = cand.rows_dist(cand.group[order])
+        counts.append(torch.bincount(rows, minlength=q1 - q0))
+        indices.append(cand.cols[order])
+        distances.append(dist)
+    lims = torch.cat([torch.zeros(1, dtype=torch.int64, device=codes.device), torch.cat(counts).cumsum(0)])
+    return lims, torch.cat(indices), torch.cat(distances)
+
+
 def _segment_sum(values: Tensor, rows: Tensor, num_rows: int) -> Tensor:
     return torch.zeros(num_rows, dtype=values.dtype, device=values.device).index_add_(0, rows, values)
 
