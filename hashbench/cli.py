@@ -66,11 +66,11 @@ COMMANDS = {
     "compare": ("methods × code lengths × seeds, with LSH/ITQ baselines, into one results folder",
                 "hashbench compare --config experiments/data/cifar.yaml --methods cib,bihalf --bits 16,32,64 --seeds 3"),
     "encode": ("write bit-packed codes of a split, a list file or an image folder",
-               "hashbench encode --config experiments/cifar_cib.yaml --ckpt_path last --split database --out codes/db"),
+               "hashbench encode --config experiments/cifar_cib.yaml --ckpt_path last --split database --out codes/database"),
     "evaluate": ("re-score saved codes with the suite's exact metrics",
                  "hashbench evaluate --codes codes/"),
     "search": ("exact Hamming top-k of query images against saved codes",
-               "hashbench search --index codes/db --query photo.jpg -k 10"),
+               "hashbench search --index codes/database --query photo.jpg -k 10"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 

@@ -20,10 +20,12 @@ from datamodules.errors import DatasetFormatError, DatasetNotFoundError, Protoco
 from datamodules.protocols import SplitFileMismatchError
 from lightning_modules.base import NonFiniteLossError
 
+from .codes import CodesFormatError
 from .runs import RunError
 
 #: always the user's to fix, wherever they are raised (exit 2), or a run that failed cleanly (exit 1)
-USER_ERRORS = (DatasetNotFoundError, DatasetFormatError, ProtocolSizeError, SplitFileMismatchError, RunError)
+USER_ERRORS = (DatasetNotFoundError, DatasetFormatError, ProtocolSizeError, SplitFileMismatchError, RunError,
+               CodesFormatError)
 RUN_FAILURES = (NonFiniteLossError,)
 #: raised by our own code while a run is configured: the message names the option
 CONFIG_ERRORS = (ValueError, TypeError, OSError, KeyError)

@@ -13,3 +13,35 @@ def pytest_terminal_summary(terminalreporter):
     for table in REPORT_TABLES:
         terminalreporter.write_sep("-", "hashbench report")
         terminalreporter.write_line(table)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture()
+def wandb_offline(monkeypatch):
+    """W&B in offline mode for one test. wandb reads WANDB_MODE once, when its process-wide setup first runs (an
+    earlier test may have run it with WANDB_MODE=disabled) and a WandbLogger reuses a run left open, so both are
+    reset before and after."""
+    import wandb
+    if wandb.run is not None:  # a run an earlier test left open would be reused by the next WandbLogger
+        wandb.run.finish()
+    wandb.teardown()
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    yield wandb
+    wandb.teardown()
+
+
+def settled(path: str, timeout: float = 20.0) -> str:
+    """``path`` once its size has stopped changing (W&B's service may still be writing the run file after finish())."""
+    import os
+    import time
+    deadline, last = time.monotonic() + timeout, -1
+    while time.monotonic() < deadline:
+        size = os.path.getsize(path) if os.path.exists(path) else -1
+        if size == last and size > 0:
+            return path
+        last = size
+        time.sleep(0.25)
+    return path

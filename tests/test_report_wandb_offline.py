@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 
 from hashbench import report
+from tests.conftest import settled
 from tests.report_fixtures import HEADLINE, make_rows, thumbnails
 
 
-def test_summary_run_holds_table_figures_and_line_plot(tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.delenv("WANDB_DIR", raising=False)
-    import wandb
+def test_summary_run_holds_table_figures_and_line_plot(tmp_path, wandb_offline):
+    wandb = wandb_offline
 
     rows = make_rows()
     info = report.TitleInfo.from_rows(rows)
@@ -31,7 +30,7 @@ def test_summary_run_holds_table_figures_and_line_plot(tmp_path, monkeypatch):
     assert not glob.glob(str(tmp_path / "other" / "wandb" / "offline-run-*" / "files" / "media" / "table" / "*"))
 
     (run_dir,) = glob.glob(str(tmp_path / "wandb" / "offline-run-*"))
-    raw = open(glob.glob(f"{run_dir}/run-*.wandb")[0], "rb").read()
+    raw = open(settled(glob.glob(f"{run_dir}/run-*.wandb")[0]), "rb").read()
     assert b"MNIST-compare" in raw and b"MNIST summary" in raw and b"summary" in raw  # group, name, job_type
     (table_file,) = glob.glob(f"{run_dir}/files/media/table/comparison_*.table.json")
     table = json.load(open(table_file))

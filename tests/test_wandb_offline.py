@@ -7,6 +7,7 @@ import re
 import pytest
 
 from hashbench.cli import run_cli
+from tests.conftest import settled
 from tests.data_fixtures import write_cifar
 from tests.test_cli import EXP
 
@@ -27,8 +28,7 @@ def _logged_values(run_file: str, key: str) -> list[float]:
     return values
 
 
-def test_offline_run_holds_metrics_groups_config_keys_and_plots(tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
+def test_offline_run_holds_metrics_groups_config_keys_and_plots(tmp_path, monkeypatch, wandb_offline):
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "cifar"
     write_cifar(str(root), train_per_class=15, test_per_class=12)
@@ -40,6 +40,7 @@ def test_offline_run_holds_metrics_groups_config_keys_and_plots(tmp_path, monkey
     cli.trainer.logger.experiment.finish()  # this run's own handle (another test may have left a global run)
     runs = glob.glob(str(tmp_path / "runs" / "*" / "wandb" / "offline-run-*" / "run-*.wandb"))
     assert len(runs) == 1, "expected exactly one offline run directory, inside the run's directory"
+    settled(runs[0])
     expected = float(cli.trainer.callback_metrics["val/mAP"])
     logged = _logged_values(runs[0], "val/mAP")
     assert logged and logged[-1] == pytest.approx(expected, abs=1e-6)
