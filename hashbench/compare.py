@@ -180,6 +180,7 @@ class Sweep:
         self.writer = is_global_zero()  # DDP: rank 0 prints and writes, the other ranks only train
         self.commit = _git_commit()
         self.uses_wandb = False
+        self.summary_text = ""
 
     def say(self, text: str = "") -> None:
         if self.writer:
@@ -271,6 +272,10 @@ class Sweep:
         evaluator.save_dir = str(run_dir / "retrieval")
         evaluator.examples = self.args.examples
         evaluator.print_results = False  # one line per run here, the table at the end
+        if not self.args.verbose:
+            for cb in trainer.callbacks:  # the per-run line gives the time; no progress bars in a sweep
+                if hasattr(cb, "progress") and type(cb).__name__ == "FeatureCache":
+                    cb.progress = False
         last = checkpoint_dir(run_dir) / LAST
         resume = str(last) if last.is_file() else None
         t0 = time.perf_counter()
@@ -281,14 +286,14 @@ class Sweep:
         finally:
             _finish_wandb(trainer)  # else the next run's logger writes into this run
         results = json.loads((run_dir / "retrieval" / "test_last.json").read_text()) if self.writer else {}
-        metrics = {k: float(v) for k, v in results.get("metrics", {}).items()}
-        top_k = getattr(dm, "top_k", None)
+        metrics = {k: float(v) for k, v in results.get("metrics", {}).items() if k != "mAP"}
+        cut_offs = results.get("top_k") or ["all" if getattr(dm, "top_k", None) is None else dm.top_k]
         self.uses_wandb |= any(type(lg).__name__ == "WandbLogger" for lg in trainer.loggers)
         row = {"method": cell.method, "display": type(model).__name__, "bits": cell.bits, "seed": cell.seed,
                "status": "ok", "dataset": getattr(dm, "display_name", "") or getattr(dm, "dataset_name", "")
                or type(dm).__name__,
                "protocol": getattr(dm, "protocol", ""),
-               "headline": f"mAP@{'all' if top_k is None else top_k}",
+               "headline": f"mAP@{cut_offs[0]}",  # the evaluation's first cut-off: the protocol's unless overridden
                "supervised": bool(getattr(model, "supervised", False)), "baseline": bool(getattr(model, "baseline", False)),
                **metrics, "fit_seconds": round(fit_s, 2), "total_seconds": round(time.perf_counter() - t0, 2),
                "epochs": trainer.current_epoch, "num_query": results.get("num_query"),
@@ -332,12 +337,14 @@ class Sweep:
         if not self.writer:
             return rows
         report.write_rows(self.out, rows)
-        (self.out / "summary.md").write_text(self.summary(rows) + "\n")
-        if any(r.get("status") == "ok" for r in rows):
-            try:
+        try:  # a report problem is said, never loses the finished runs (they are on disk already)
+            self.summary_text = self.summary(rows)
+            (self.out / "summary.md").write_text(self.summary_text + "\n")
+            if any(r.get("status") == "ok" for r in rows):
                 report.plot_all(self.out, rows, report.TitleInfo.from_rows(rows))
-            except Exception as err:  # noqa: BLE001 - the tables above are already written
-                self.say(f"figures not written: {type(err).__name__}: {_first_line(err)}")
+        except Exception as err:  # noqa: BLE001
+            self.say(f"summary/figures not written: {type(err).__name__}: {_first_line(err)} (runs.csv and runs.json "
+                     "are complete)")
         return rows
 
     def main(self) -> list[dict]:
@@ -382,7 +389,8 @@ class Sweep:
             raise SystemExit(130) from None
         rows = self.write_report(failed)
         if self.writer:
-            self.say("\n" + _headline_section(self.summary(rows)))
+            if self.summary_text:
+                self.say("\n" + _headline_section(self.summary_text))
             self.say(f"\nresults: {self.shown}/ (summary.md, runs.csv, runs.json, figures *.png, thumbs/)")
             self._wandb_summary(rows)
         if failed:
