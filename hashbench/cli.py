@@ -181,9 +181,10 @@ class HashbenchCLI(LightningCLI):
         if ckpt:
             check_checkpoint_file(ckpt)
         subcommand = self.config.get("subcommand")
-        # a programmatic fit (hashbench compare) resumes when the run directory holds checkpoints
-        self.resuming = bool(ckpt) if subcommand else has_checkpoints(self.run)
-        self.resuming = self.resuming and subcommand in ("fit", None)
+        if subcommand is None:  # a programmatic fit (hashbench compare) resumes what its run directory holds
+            self.resuming = has_checkpoints(self.run)
+        else:  # only a fresh fit starts a new run (and W&B run); resuming, validate and test continue the run's
+            self.resuming = not (subcommand == "fit" and not ckpt)
         if subcommand == "fit" and not ckpt and is_global_zero() and has_checkpoints(self.run):
             raise RunError(f"run directory {self.run} already holds checkpoints of an earlier run. Resume it with "
                            "--ckpt_path last, start a separate run with --run_name <new name>, or delete "
@@ -224,8 +225,7 @@ class HashbenchCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except (ValueError, TypeError) as err:
-            missing = errors._chain(err)
-            missing = next((e for e in missing if isinstance(e, FileNotFoundError)), None)
+            missing = next((e for e in errors.chain(err) if isinstance(e, FileNotFoundError)), None)
             if missing is None:
                 raise
             problems = [str(missing)]

@@ -44,7 +44,7 @@ class _Phase:
 phase = _Phase()
 
 
-def _chain(err: BaseException) -> Iterator[BaseException]:
+def chain(err: BaseException) -> Iterator[BaseException]:
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
@@ -82,17 +82,17 @@ def _parse_message(message: str, command: str) -> str:
 
 def user_error(err: BaseException) -> Optional[tuple[str, int]]:
     """``(message, exit code)`` when ``err`` (or an exception it wraps) is the user's to fix, else None."""
-    chain = list(_chain(err))
+    causes = list(chain(err))
     if isinstance(err, argparse.ArgumentError):  # an option the parser refused
         inner = user_error(err.__cause__) if err.__cause__ is not None else None
         return inner or (_parse_message(str(err), phase.command), 2)
-    for e in chain:
+    for e in causes:
         if isinstance(e, USER_ERRORS + (ConfigError,)):
             return _clean(str(e)), 2
         if isinstance(e, RUN_FAILURES):
             return _clean(str(e)), 1
     if phase.configuring:
-        for e in reversed(chain):  # innermost first: jsonargparse wraps ours in a "Union subtypes" error
+        for e in reversed(causes):  # innermost first: jsonargparse wraps ours in a "Union subtypes" error
             if isinstance(e, CONFIG_ERRORS) and _raised_by_us(e):
                 return _clean(str(e)), 2
     return None

@@ -66,3 +66,18 @@ def test_a_fresh_fit_never_overwrites_an_earlier_run(cifar, tmp_path, monkeypatc
         main([*CONFIG, *cifar, "--trainer.max_epochs", "1"])
     assert info.value.code == 2
     assert "already holds checkpoints" in capsys.readouterr().err
+
+
+def test_resumed_run_continues_the_same_wandb_run(cifar, tmp_path, monkeypatch, wandb_offline):
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--config", str(EXP / "cifar_greedy.yaml"), *[a for a in FAST if "logger" not in a and a != "logs"],
+            *cifar, "--data.val_queries", "6", "--trainer.limit_train_batches", "2", "--run_name", "wb"]
+    first = run_cli([*args, "--trainer.max_epochs", "1"])
+    run_id = first.trainer.logger.experiment.id
+    first.trainer.logger.experiment.finish()
+    again = run_cli([*args, "--trainer.max_epochs", "2", "--ckpt_path", "last"])
+    assert again.trainer.logger.experiment.id == run_id and again.trainer.current_epoch == 2
+    again.trainer.logger.experiment.finish()
+    fresh = run_cli([*args[:-1], "wb2", "--trainer.max_epochs", "1"])
+    assert fresh.trainer.logger.experiment.id != run_id  # a new run is a new W&B run
+    fresh.trainer.logger.experiment.finish()
