@@ -65,14 +65,14 @@ def resolve_top_k(value: Optional[Union[int, str]], default: Optional[int]) -> O
         try:
             value = int(v)
         except ValueError:
-            raise ValueError(f"top_k must be a positive int, -1 or 'all', got {value!r}") from None
+            raise ValueError(f"the mAP cut-off data.top_k must be a positive int, -1 or 'all', got {value!r}") from None
     if isinstance(value, bool) or int(value) != value:
-        raise ValueError(f"top_k must be a positive int, -1 or 'all', got {value!r}")
+        raise ValueError(f"the mAP cut-off data.top_k must be a positive int, -1 or 'all', got {value!r}")
     value = int(value)
     if value == -1:
         return None
     if value <= 0:
-        raise ValueError(f"top_k must be a positive int, -1 or 'all', got {value!r}")
+        raise ValueError(f"the mAP cut-off data.top_k must be a positive int, -1 or 'all', got {value!r}")
     return value
 
 
