@@ -23,7 +23,6 @@ import ctypes
 import os
 import pathlib
 import sys
-import threading
 import time
 
 import torch
@@ -31,14 +30,7 @@ import torch
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from callbacks import retrieval_metrics as rm  # noqa: E402
 from callbacks.retrieval_metrics import engine, inputs  # noqa: E402
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from benchmarks.memory import PeakRSS, rss_mib  # noqa: E402
 
 
 class _MallInfo2(ctypes.Structure):
@@ -56,28 +48,6 @@ def heap_report() -> str:
     m = fn()
     return (f"; glibc heap {m.arena / 2**20:.0f} MiB = in use {m.uordblks / 2**20:.0f} + free but held "
             f"{m.fordblks / 2**20:.0f}, mmapped {m.hblkhd / 2**20:.0f} MiB")
-
-
-class PeakSampler:
-    """Samples the resident set size in a background thread; ``peak`` is the maximum seen."""
-
-    def __init__(self, interval: float = 0.02):
-        self.interval, self.peak, self._stop = interval, rss_mib(), threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_mib())
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_mib())
 
 
 def main() -> None:
@@ -125,7 +95,7 @@ def main() -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        with PeakSampler() as sampler:
+        with PeakRSS() as sampler:
             t0 = time.perf_counter()
             value = rm.mean_average_precision(q[:n], ql[:n], db, dl, top_k=args.top_k, chunk_size=args.chunk_size)
             if dev.type == "cuda":

@@ -22,3 +22,4 @@ def machine_info(device: str) -> str:
             f"torch threads {torch.get_num_threads()} | GPU {gpu} | device used: {device}\n"
             f"python {platform.python_version()} | torch {torch.__version__} | lightning {L.__version__} | "
             f"load average at start {tuple(round(x, 2) for x in load)}")
+
