@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import lightning as L  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch.utils.data import DataLoader, default_collate  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
 
 from callbacks.feature_cache import FeatureCache  # noqa: E402
 from callbacks.feature_store import CachedFeatureDataset  # noqa: E402

@@ -166,7 +166,7 @@ class FeatureCache(L.Callback):
         base, views = unwrap_multiview(getattr(ds, "transform", None))
         if random and not self.bank_views:
             if self.random_train_transform == "images":
-                rank_zero_info(f"FeatureCache: train split left on images: its transform is random and bank_views=0 "
+                rank_zero_info("FeatureCache: train split left on images: its transform is random and bank_views=0 "
                                "(random_train_transform=images); the evaluation splits are cached")
                 return None
             raise RandomTransformError(random_transform_message(split, repr(base)))

@@ -269,25 +269,23 @@ class HashbenchCLI(LightningCLI):
 
     def _configure_trainer_callbacks(self) -> None:
         """Checkpoints live in the run directory; ``last.ckpt`` every epoch; every epoch reseeded (resume = replay)."""
-        callbacks = self.trainer.callbacks
+        cbs = self.trainer.callbacks
         if not self.trainer.loggers:  # --trainer.logger false: a learning-rate monitor has nowhere to log (it would crash)
-            callbacks[:] = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
+            cbs[:] = [c for c in cbs if type(c).__name__ != "LearningRateMonitor"]
         ckpt_dir = str(checkpoint_dir(self.run))
         # Lightning's default checkpoint (no monitor, no name) would write a second copy of last.ckpt every epoch
-        callbacks[:] = [c for c in callbacks if not (type(c) is ModelCheckpoint and c.monitor is None
-                                                      and c.filename is None)]
-        for cb in callbacks:
+        cbs[:] = [c for c in cbs if not (type(c) is ModelCheckpoint and c.monitor is None and c.filename is None)]
+        for cb in cbs:
             if isinstance(cb, ModelCheckpoint) and not isinstance(cb, LastCheckpoint):
                 if cb.dirpath is None:
                     cb.dirpath = ckpt_dir
                 cb.save_last = False  # LastCheckpoint owns last.ckpt (every epoch, atomic)
-        if self._checkpointing_enabled() and not any(
-                isinstance(c, LastCheckpoint) for c in callbacks):
-            callbacks.append(LastCheckpoint(ckpt_dir))
+        if self._checkpointing_enabled() and not any(isinstance(c, LastCheckpoint) for c in cbs):
+            cbs.append(LastCheckpoint(ckpt_dir))
         seed = self._cfg().get("seed_everything")
-        if isinstance(seed, int) and not isinstance(seed, bool) and not any(isinstance(c, EpochSeeding) for c in callbacks):
-            callbacks.insert(0, EpochSeeding(seed))
-        callbacks.append(_WorkStarted())
+        if isinstance(seed, int) and not isinstance(seed, bool) and not any(isinstance(c, EpochSeeding) for c in cbs):
+            cbs.insert(0, EpochSeeding(seed))
+        cbs.append(_WorkStarted())
 
     def _checkpointing_enabled(self) -> bool:
         return self._cfg().trainer.get("enable_checkpointing") is not False

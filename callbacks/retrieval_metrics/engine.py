@@ -235,7 +235,7 @@ def _select_topk(prob: _Codes, q: Tensor, k: int, keep_ties: bool) -> _Candidate
 
 def _select_all(prob: _Codes, q: Tensor) -> _Candidates:
     """Every database item for every row (k = N): no threshold, no mask, no nonzero needed."""
-    bits, n, rows_in_chunk = prob.bits, prob.num_db, q.shape[0]
+    bits, rows_in_chunk = prob.bits, q.shape[0]
     offset = (torch.arange(rows_in_chunk, device=q.device) * (bits + 1))[:, None]
     groups = [((y + bits / 2).long() + offset).int().view(-1) for _, y in _distance_blocks(q, prob.db)]
     widths = [g.numel() // rows_in_chunk for g in groups]
