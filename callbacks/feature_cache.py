@@ -115,9 +115,9 @@ class FeatureCache(L.Callback):
                 todo.append((split, ds))
         # a dataset serving two roles (CIFAR cibhash: the validation database *is* the database) is one entry, named
         # after its first role, so fit and test share it
-        self._names = {id(ds): next((s for s in _ROLES if _same(dm, s, ds)), split) for split, ds in todo}
+        names = {id(ds): next((s for s in _ROLES if _same(dm, s, ds)), split) for split, ds in todo}
         if todo:
-            self._cache(trainer, pl_module, dm, encoder, todo)
+            self._cache(trainer, pl_module, dm, encoder, todo, names)
 
     def _skip(self, message: str) -> None:
         if not self._warned:
@@ -139,7 +139,7 @@ class FeatureCache(L.Callback):
             barrier=lambda: trainer.strategy.barrier("feature_cache"),
             broadcast=lambda obj: trainer.strategy.broadcast(obj, src=0))
 
-    def _cache(self, trainer, pl_module, dm, encoder, todo: list) -> None:
+    def _cache(self, trainer, pl_module, dm, encoder, todo: list, names: dict) -> None:
         builder = self._builder(trainer, dm)
         name = str(getattr(pl_module, "hparams", {}).get("backbone", type(encoder).__name__))
         fields = encoder_fields(encoder, name + (":whole" if isinstance(encoder, torch.nn.Sequential) else ""))
@@ -148,7 +148,7 @@ class FeatureCache(L.Callback):
         done: dict[int, CachedFeatureDataset] = {}  # one entry per dataset object (a split may serve two roles)
         try:
             for split, ds in todo:
-                cached = done.get(id(ds)) or self._cache_split(builder, encoder, fields, self._names[id(ds)], ds)
+                cached = done.get(id(ds)) or self._cache_split(builder, encoder, fields, names[id(ds)], ds)
                 if cached is None:
                     continue
                 done[id(ds)] = cached

@@ -21,7 +21,8 @@ import lightning as L
 import numpy as np
 import torch
 
-from lightning_modules.distributed import (gather_padded, gather_padded_any, global_rank, shard_bounds,  # pure
+from lightning_modules.distributed import (deduplicate_by_index, gather_padded, gather_padded_any, global_rank,
+                                          shard_bounds,  # pure
                                            world_size)
 
 from . import retrieval_metrics as rm
@@ -29,19 +30,6 @@ from . import retrieval_metrics as rm
 TopK = Union[int, Literal["all"]]
 _QUERY, _DATABASE = 0, 1
 _EXAMPLE_DEPTH = 10  # retrieved items kept per example query (the retrieval figure's row)
-
-
-def deduplicate_by_index(index: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Sort rows by ``index`` and keep the first occurrence of each index.
-
-    DistributedSampler pads every rank to the same length by repeating the first samples, so the
-    gathered set holds a few items twice; without this the database (and mAP) would be wrong under DDP.
-    """
-    order = torch.sort(index, stable=True).indices
-    index = index[order]
-    keep = torch.ones_like(index, dtype=torch.bool)
-    keep[1:] = index[1:] != index[:-1]
-    return (index[keep], *(t[order][keep] for t in tensors))
 
 
 def _parse_top_k(top_k, option: str = "RetrievalEvaluation.top_k") -> list[Optional[int]]:

@@ -53,8 +53,7 @@ def main() -> None:
     (HERE / "methods").mkdir(exist_ok=True)
     for name in method_names():
         m = S.METHODS[name]
-        cfg = S.method_config(name)
-        cfg["data"]["init_args"].pop("val_queries", None)
+        cfg = S.method_config(name)  # no dataset: no protocol and no validation queries of a dataset
         dump(HERE / "methods" / f"{name}.yaml", cfg,
              f"{name}: {m.source}. Compose: --config experiments/methods/{name}.yaml --config experiments/data/<d>.yaml")
     for dataset, ds in S.DATASETS.items():

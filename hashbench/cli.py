@@ -129,7 +129,9 @@ class LoggerSaveConfigCallback(SaveConfigCallback):
     protocol, bits, seed, supervised: the dashboard groups and filters by them) and the full resolved config.
     Runs on rank 0 only: no collective calls here."""
 
-    identity: Optional[RunIdentity] = None
+    def __init__(self, *args, identity: Optional[RunIdentity] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.identity = identity
 
     def save_config(self, trainer, pl_module, stage: str) -> None:
         from lightning.pytorch.loggers import WandbLogger
@@ -196,7 +198,7 @@ class HashbenchCLI(LightningCLI):
         cfg.trainer.default_root_dir = str(self.run)
         for entry in _entries(cfg.trainer.get("logger")):
             self._configure_logger(entry)
-        LoggerSaveConfigCallback.identity = self.identity
+        self.save_config_kwargs = {**self.save_config_kwargs, "identity": self.identity}
 
     def _configure_logger(self, entry) -> None:
         kind, args = _short(entry.class_path), entry.init_args

@@ -95,7 +95,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     args.baseline_names = [m for m in args.methods if get_method(m).baseline]
     args.bits = _ints(args.bits, "bits", p)
     if not args.bits or any(b < 1 or b > 4096 for b in args.bits):
-        p.error(f"--bits must be code lengths between 1 and 4096, got {args.bits or args.bits!r}")
+        p.error(f"--bits must be code lengths between 1 and 4096, got {args.bits!r}")
     seeds = _ints(args.seeds, "seeds", p)
     if "," not in args.seeds:
         if not seeds or seeds[0] < 1:
@@ -108,7 +108,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     try:
         args.config = [resolve_config(c) for c in args.config]
         args.method_overrides = _method_overrides(args.method_config)
-    except ConfigError as err:
+    except ValueError as err:  # ConfigError, or an unknown method name in the --method-config file
         p.error(str(err))
     args.name = args.name or Path(args.config[0]).stem
     return args, overrides
@@ -179,7 +179,8 @@ class Sweep:
         self.writer = is_global_zero()  # DDP: rank 0 prints and writes, the other ranks only train
         self.commit = _git_commit()
         self.uses_wandb = False
-        self.summary_text = ""
+        self.summary_text, self.info = "", None
+        self.data_class = self._data_class()  # read once: every method file names it
 
     def say(self, text: str = "") -> None:
         if self.writer:
@@ -198,9 +199,8 @@ class Sweep:
         """The method's official schedule and batch size; the user's configs (after it) decide the data."""
         cfg = paper_settings.method_config(cell.method, protocol_settings=False, select=False)
         cfg["trainer"]["max_epochs"] = paper_settings.epochs_for(cell.method, cell.bits)
-        data_class = self._data_class()
-        if data_class:
-            cfg["data"] = {"class_path": data_class, "init_args": cfg["data"]["init_args"]}
+        if self.data_class:
+            cfg["data"] = {"class_path": self.data_class, "init_args": cfg["data"]["init_args"]}
         else:
             cfg.pop("data")
         path = self.configs_dir / f"{cell.method}_{cell.bits}b.yaml"
@@ -257,6 +257,7 @@ class Sweep:
 
     def run(self, cell: Cell, cell_args: list[str], run_dir: Path, digest: str) -> dict:
         """Fit + test one configuration in this process; its row (also written to ``run_dir/result.json``)."""
+        from callbacks.feature_cache import FeatureCache
         from callbacks.retrieval import RetrievalEvaluation
 
         from .cli import run_cli
@@ -273,7 +274,7 @@ class Sweep:
         evaluator.print_results = False  # one line per run here, the table at the end
         if not self.args.verbose:
             for cb in trainer.callbacks:  # the per-run line gives the time; no progress bars in a sweep
-                if hasattr(cb, "progress") and type(cb).__name__ == "FeatureCache":
+                if isinstance(cb, FeatureCache):
                     cb.progress = False
         last = checkpoint_dir(run_dir) / LAST
         resume = str(last) if last.is_file() else None
@@ -320,14 +321,14 @@ class Sweep:
         a = self.args
         return [Cell(m, b, s) for b in a.bits for m in a.methods for s in a.seeds]
 
-    def summary(self, rows: list[dict]) -> str:
+    def summary(self, rows: list[dict], info) -> str:
         """summary.md: what was compared (configs, overrides, commit), then the report's tables."""
         head = (f"# {self.args.name}\n\ncommit {self.commit}; configs {', '.join(self.args.config)}; overrides "
                 f"{' '.join(self.overrides) or 'none'}\n\n")
-        if not any(r.get("status") == "ok" for r in rows):
+        if info is None:
             return head + "No run finished.\n\n" + "\n".join(f"- {r['method']}, {r['bits']} bits, seed {r['seed']}: "
                                                              f"{r.get('error')}" for r in rows)
-        return head + report.summary_markdown(rows, report.TitleInfo.from_rows(rows))
+        return head + report.summary_markdown(rows, info)
 
     def write_report(self, failed: list[dict]) -> list[dict]:
         """runs.csv/json, summary.md and the figures, from every finished run in the folder (+ this sweep's
@@ -337,10 +338,11 @@ class Sweep:
             return rows
         report.write_rows(self.out, rows)
         try:  # a report problem is said, never loses the finished runs (they are on disk already)
-            self.summary_text = self.summary(rows)
+            self.info = report.TitleInfo.from_rows(rows) if any(r.get("status") == "ok" for r in rows) else None
+            self.summary_text = self.summary(rows, self.info)
             (self.out / "summary.md").write_text(self.summary_text + "\n")
-            if any(r.get("status") == "ok" for r in rows):
-                report.plot_all(self.out, rows, report.TitleInfo.from_rows(rows))
+            if self.info is not None:
+                report.plot_all(self.out, rows, self.info)
         except Exception as err:  # noqa: BLE001
             self.say(f"summary/figures not written: {type(err).__name__}: {_first_line(err)} (runs.csv and runs.json "
                      "are complete)")
@@ -398,10 +400,9 @@ class Sweep:
 
     def _wandb_summary(self, rows: list[dict]) -> None:
         """One W&B run holding the comparison table and figures (when this sweep's runs logged to W&B)."""
-        if not self.uses_wandb or os.environ.get("WANDB_MODE") == "disabled" or not any(
-                r.get("status") == "ok" for r in rows):
+        info = self.info
+        if not self.uses_wandb or os.environ.get("WANDB_MODE") == "disabled" or info is None:
             return
-        info = report.TitleInfo.from_rows(rows)
         try:
             report.log_wandb_summary(rows, self.out, info, project="hashbench",
                                      group=f"{info.dataset}-{info.protocol}-comparison", name=f"compare-{self.args.name}")
@@ -465,7 +466,7 @@ def _quiet(verbose: bool):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module=r"lightning(\.|$)")
         warnings.filterwarnings("ignore", message=r".*(does not have many workers|smaller than the logging interval"
-                                                  r"|LightningCLI's args parameter|treespec).*")
+                                                  r"|treespec).*")
         try:
             yield
         finally:

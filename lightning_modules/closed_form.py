@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from .base import HashModule
-from .distributed import gather_padded
+from .distributed import deduplicate_by_index, gather_padded
 
 
 class ClosedFormHashModule(HashModule):
@@ -46,11 +46,7 @@ class ClosedFormHashModule(HashModule):
         if not self._rows:
             raise ValueError(f"{type(self).__name__}: the train loader gave no batch to fit on")
         rows, index = torch.cat(self._rows), torch.cat(self._index).to(self.device)
-        rows, index = gather_padded(rows), gather_padded(index)
-        order = torch.sort(index, stable=True).indices  # one row per train image, in dataset order
-        index, rows = index[order], rows[order]
-        keep = torch.ones_like(index, dtype=torch.bool)
-        keep[1:] = index[1:] != index[:-1]
-        self.fit(rows[keep])
+        index, rows = deduplicate_by_index(gather_padded(index), gather_padded(rows))  # one row per train image
+        self.fit(rows)
         self._rows, self._index = [], []
-        self.log("train/fitted_on", float(keep.sum()), on_epoch=True, on_step=False, sync_dist=False)
+        self.log("train/fitted_on", float(len(rows)), on_epoch=True, on_step=False, sync_dist=False)

@@ -92,3 +92,16 @@ def gather_padded_any(x: torch.Tensor) -> torch.Tensor:
     if x.dtype == torch.bool:
         return gather_padded(x.to(torch.uint8)).bool()
     return gather_padded(x)
+
+
+def deduplicate_by_index(index: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Sort rows by ``index`` and keep the first occurrence of each index.
+
+    DistributedSampler pads every rank to the same length by repeating the first samples, so the
+    gathered set holds a few items twice; without this the database (and mAP) would be wrong under DDP.
+    """
+    order = torch.sort(index, stable=True).indices
+    index = index[order]
+    keep = torch.ones_like(index, dtype=torch.bool)
+    keep[1:] = index[1:] != index[:-1]
+    return (index[keep], *(t[order][keep] for t in tensors))
