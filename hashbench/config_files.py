@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .errors import ConfigError
+from .runs import is_global_zero
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = REPO / "experiments"
@@ -33,7 +34,8 @@ def resolve(value: str) -> str:
     for path in _candidates(value):
         if path.is_file():
             shown = path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
-            print(f"hashbench: config {value!r} not found here; using {shown}", file=sys.stderr)
+            if is_global_zero():  # said once, not again by every DDP rank that re-runs the command
+                print(f"hashbench: config {value!r} not found here; using {shown}", file=sys.stderr)
             return str(path)
     known = _known()
     close = difflib.get_close_matches(str(value), known, n=5, cutoff=0.4) or difflib.get_close_matches(

@@ -16,17 +16,19 @@ import sys
 import traceback
 from typing import Iterator, Optional
 
-from datamodules.errors import DatasetFormatError, DatasetNotFoundError, ProtocolSizeError
-from datamodules.protocols import SplitFileMismatchError
-from lightning_modules.base import NonFiniteLossError
+#: always the user's to fix, wherever they are raised (exit 2), or a run that failed cleanly (exit 1): (module,
+#: class) pairs looked up only when an error is reported and only in modules already imported (an exception of a
+#: class whose module was never imported cannot exist), so the console imports no torch to report a usage error
+USER_ERRORS = (("datamodules.errors", "DatasetNotFoundError"), ("datamodules.errors", "DatasetFormatError"),
+               ("datamodules.errors", "ProtocolSizeError"), ("datamodules.protocols", "SplitFileMismatchError"),
+               ("hashbench.runs", "RunError"), ("hashbench.codes", "CodesFormatError"))
+RUN_FAILURES = (("lightning_modules.base", "NonFiniteLossError"),)
 
-from .codes import CodesFormatError
-from .runs import RunError
 
-#: always the user's to fix, wherever they are raised (exit 2), or a run that failed cleanly (exit 1)
-USER_ERRORS = (DatasetNotFoundError, DatasetFormatError, ProtocolSizeError, SplitFileMismatchError, RunError,
-               CodesFormatError)
-RUN_FAILURES = (NonFiniteLossError,)
+def _loaded(pairs) -> tuple:
+    return tuple(getattr(sys.modules[m], n) for m, n in pairs if m in sys.modules)
+
+
 #: raised by our own code while a run is configured: the message names the option
 CONFIG_ERRORS = (ValueError, TypeError, OSError, KeyError)
 OUR_PACKAGES = ("lightning_modules", "datamodules", "callbacks", "hashbench")
@@ -87,9 +89,9 @@ def user_error(err: BaseException) -> Optional[tuple[str, int]]:
         inner = user_error(err.__cause__) if err.__cause__ is not None else None
         return inner or (_parse_message(str(err), phase.command), 2)
     for e in causes:
-        if isinstance(e, USER_ERRORS + (ConfigError,)):
+        if isinstance(e, _loaded(USER_ERRORS) + (ConfigError,)):
             return _clean(str(e)), 2
-        if isinstance(e, RUN_FAILURES):
+        if isinstance(e, _loaded(RUN_FAILURES)):
             return _clean(str(e)), 1
     if phase.configuring:
         for e in reversed(causes):  # innermost first: jsonargparse wraps ours in a "Union subtypes" error
