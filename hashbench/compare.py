@@ -355,6 +355,9 @@ class Sweep:
         trained = [m for m in a.methods if m not in a.baseline_names]
         self.say(f"hashbench compare: {len(cells)} runs ({', '.join(trained) or '-'}{baselines} × "
                  f"{', '.join(map(str, a.bits))} bits × seeds {', '.join(map(str, a.seeds))}) → {self.shown}/")
+        if self.writer:  # every run's config files exist before DDP's launcher starts the other ranks (they read them)
+            for cell in cells:
+                self.cli_args(cell)
         failed, done = [], 0
         try:
             for i, cell in enumerate(cells, 1):
