@@ -58,15 +58,25 @@ def _stop(message: str, code: int, children: list) -> None:
     os._exit(code)  # the main thread is blocked inside the rendezvous: nothing else can end it
 
 
+def _started_externally(trainer) -> bool:
+    """torchrun, SLURM, or a rank Lightning's launcher started: this process's rendezvous begins about now."""
+    env = getattr(trainer.strategy, "cluster_environment", None)
+    return bool(getattr(env, "creates_processes_externally", False))
+
+
 def _watch(trainer, timeout_s: float) -> None:
-    start, joined = time.monotonic(), False
-    world = trainer.world_size
+    # the rendezvous clock starts when this process begins it: now if it was started by a launcher, else when it has
+    # started its own children (rank 0 of `--trainer.strategy ddp`)
+    start = time.monotonic() if _started_externally(trainer) else None
+    joined, world = False, trainer.world_size
     while True:
         time.sleep(POLL_S)
         if _spawned_here(trainer):
             return
         joined = joined or _group_formed()
         children = _children(trainer)
+        if start is None and children:
+            start = time.monotonic()
         for rank, proc in enumerate(children, 1):
             code = proc.poll()
             if code is None or (code == 0 and joined):
@@ -79,7 +89,7 @@ def _watch(trainer, timeout_s: float) -> None:
             _stop(f"hashbench: error: DDP rank {rank} exited with code {code} {when}, so the run cannot go on; it was "
                   f"started as `{cmd}`. Its own output is above; start the run from the hashbench command itself "
                   "(`hashbench fit --config … --trainer.devices N --trainer.strategy ddp`).", code or 2, children)
-        if not joined and time.monotonic() - start > timeout_s:
+        if not joined and start is not None and time.monotonic() - start > timeout_s:
             nodes = getattr(trainer, "num_nodes", 1)
             _stop(f"hashbench: error: the {world} DDP processes (--trainer.num_nodes {nodes} × "
                   f"--trainer.devices {trainer.num_devices}) did not all start within {timeout_s:g} s, so training "
