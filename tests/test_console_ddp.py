@@ -53,15 +53,14 @@ def test_fit_test_and_encode_run_on_two_processes(strategy, cifar, tmp_path):
 @pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn"])
 def test_compare_on_two_processes_trains_each_run_once_and_only_rank_0_prints_and_writes(strategy, cifar, tmp_path):
     """Under ddp, rank 1 re-runs `hashbench compare …`: it follows rank 0 through the same runs (the trainers' collectives
-    keep them in step), reads the config files rank 0 wrote before launching it, and prints and writes nothing."""
+    keep them in step; a rank that never joined would stop the launch), reads the config files rank 0 wrote before
+    launching it, and prints and writes nothing (compare silences Lightning's per-rank lines unless --verbose)."""
     ran = console("hashbench", "compare", "--config", str(EXP / "data" / "cifar.yaml"), "--methods", "bihalf,greedy",
                   "--baselines", "", "--bits", "8", "--seeds", "1", "--name", "d", "--out", "results", "--examples", "0",
                   *cifar, *TWO_CPU, "--trainer.strategy", strategy, cwd=tmp_path, timeout=400)
     assert ran.returncode == 0, ran.tail()
     assert ran.stdout.count("hashbench compare:") == 1 and ran.stdout.count("results: ") == 1, ran.tail()
     assert ran.stdout.count("[1/2] bihalf") == 1 and ran.stdout.count("[2/2] greedy") == 1, ran.tail()
-    if strategy == "ddp":
-        assert JOINED in ran.stderr, ran.tail()
     rows = list(csv.DictReader(open(tmp_path / "results" / "d" / "runs.csv")))
     assert sorted(r["method"] for r in rows) == ["bihalf", "greedy"] and {r["status"] for r in rows} == {"ok"}
     results = sorted((tmp_path / "results" / "d" / "runs").glob("*/result.json"))
