@@ -25,8 +25,10 @@ USER_ERRORS = (("datamodules.errors", "DatasetNotFoundError"), ("datamodules.err
 RUN_FAILURES = (("lightning_modules.base", "NonFiniteLossError"),)
 
 
-def _loaded(pairs) -> tuple:
-    return tuple(getattr(sys.modules[m], n) for m, n in pairs if m in sys.modules)
+def _loaded(entries) -> tuple:
+    """The classes of ``entries`` (classes, or (module, name) pairs looked up only if that module is loaded)."""
+    return tuple(e if isinstance(e, type) else getattr(sys.modules[e[0]], e[1])
+                 for e in entries if isinstance(e, type) or e[0] in sys.modules)
 
 
 #: raised by our own code while a run is configured: the message names the option
