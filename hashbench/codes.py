@@ -135,7 +135,7 @@ def _load_array(folder: Path, name: str) -> np.ndarray:
     """A plain .npy array; a pickled object array is refused (loading it could run code), as is anything unreadable."""
     try:
         arr = np.load(folder / name, allow_pickle=False)
-    except ValueError as err:
+    except (ValueError, EOFError) as err:
         what = "holds Python objects (a pickle), which are never loaded" if "allow_pickle" in str(err) else \
             f"is not a readable .npy array ({err})"
         raise _fail(folder, f"{name} {what}; write it with np.save of a numeric array") from None

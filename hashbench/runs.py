@@ -5,8 +5,12 @@ lives in ``<root>/<name>/`` (root: ``trainer.default_root_dir`` if given, else `
 
     checkpoints/last.ckpt      written at the end of every epoch (atomically), what ``--ckpt_path last`` resumes
     checkpoints/best-*.ckpt    the selected checkpoint, when the config selects on a validation split
-    csv/version_N/, wandb/     logs; W&B resumes the same run id (``wandb_id``)
+    checkpoints/*.ckpt.sha256  the checksum written with each checkpoint, verified before it is loaded
+    csv/version_N/metrics.csv  the logged metrics, whatever other logger the config has (W&B disabled or offline)
+    wandb/                     W&B's files; W&B resumes the same run id (``wandb_id``)
     config.yaml                the resolved configuration of the latest start
+
+The seed in the name is the seed the run uses (``seed_everything: true`` picks one; the name says which).
 """
 from __future__ import annotations
 

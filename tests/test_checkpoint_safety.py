@@ -92,8 +92,8 @@ def test_a_crafted_checkpoint_runs_nothing_in_the_lightning_commands(work, comma
     evil = crafted_checkpoint(last(work), work / "evil.ckpt", marker)
     out = console("lightning", command, "--config", "mnist_dch.yaml", *tiny(work / "mnist"), "--model.bits", "16",
                   "--trainer.max_epochs", "2", "--run_name", "other", "--ckpt_path", evil, cwd=work)
-    one_error(out, "evil.ckpt", "refused")
     assert not marker.exists()
+    one_error(out, "evil.ckpt", "refused")
 
 
 def test_a_crafted_checkpoint_runs_nothing_in_encode(work):
@@ -101,8 +101,9 @@ def test_a_crafted_checkpoint_runs_nothing_in_encode(work):
     evil = crafted_checkpoint(last(work), work / "evil.ckpt", marker)
     out = console("hashbench", "encode", "--config", "mnist_dch.yaml", *tiny(work / "mnist"), "--model.bits", "16",
                   "--ckpt_path", evil, "--split", "query", "--out", work / "codes", cwd=work)
+    assert not marker.exists()
     one_error(out, "evil.ckpt", "refused")
-    assert not marker.exists() and not (work / "codes" / "codes.npy").exists()
+    assert not (work / "codes" / "codes.npy").exists()
 
 
 def test_crafted_codes_arrays_run_nothing_in_evaluate(tmp_path):
@@ -114,8 +115,8 @@ def test_crafted_codes_arrays_run_nothing_in_evaluate(tmp_path):
     labels[:] = [CreatesFile(str(marker))] * 4
     np.save(tmp_path / "codes" / "query" / "labels.npy", labels, allow_pickle=True)
     out = console("hashbench", "evaluate", "--codes", tmp_path / "codes", "--top-k", "5", cwd=tmp_path)
-    one_error(out, "labels.npy", "Python objects")
     assert not marker.exists()
+    one_error(out, "labels.npy", "Python objects")
 
 
 def test_search_runs_nothing_from_the_checkpoint_an_index_names(work):
@@ -135,8 +136,8 @@ def test_search_runs_nothing_from_the_checkpoint_an_index_names(work):
     Image.fromarray(np.zeros((28, 28, 3), np.uint8)).save(img)
     out = console("hashbench", "search", "--index", index, "--query", img, "-k", "3", "--trainer.accelerator", "cpu",
                   cwd=work)
-    one_error(out, "evil.ckpt", "refused")
     assert not marker.exists()
+    one_error(out, "evil.ckpt", "refused")
 
 
 # ---- 2. a checkpoint of another method or code length ----------------------------------------------------------
@@ -199,17 +200,23 @@ def test_a_checkpoint_without_a_checksum_file_still_resumes_with_one_note(work):
 
 
 # ---- 4. a full or read-only disk -------------------------------------------------------------------------------
-def test_a_full_disk_while_saving_is_one_line_and_keeps_the_previous_checkpoint(work):
-    """``ulimit -f`` below the checkpoint's size: the write fails with a real EFBIG (as ENOSPC would), as root too."""
+@pytest.mark.parametrize("how", ["ENOSPC", "EFBIG"])
+def test_a_full_disk_while_saving_is_one_line_and_keeps_the_previous_checkpoint(work, how):
+    """Real write errors, as root too: ENOSPC from /dev/full (the file the save writes first is a link to it), or
+    EFBIG from ``ulimit -f`` below the checkpoint's size."""
     ckpt = last(work)
     before = ckpt.read_bytes()
+    limit = None
+    if how == "ENOSPC":
+        os.symlink("/dev/full", ckpt.parent / "last.ckpt.partial")
+    else:
+        limit = len(before) // 2048
     out = console("lightning", "fit", "--config", "mnist_dch.yaml", *tiny(work / "mnist"), "--model.bits", "16",
-                  "--trainer.max_epochs", "2", "--ckpt_path", "last", cwd=work, ulimit_kib=len(before) // 2048)
+                  "--trainer.max_epochs", "2", "--ckpt_path", "last", cwd=work, ulimit_kib=limit)
     one_error(out, "could not write checkpoint", str(ckpt), "intact", "--ckpt_path last")
     assert ckpt.read_bytes() == before and not list(ckpt.parent.glob("*.partial"))
-    sums = (ckpt.parent / "last.ckpt.sha256").read_text().split()
     import hashlib
-    assert sums[0] == hashlib.sha256(before).hexdigest() and len(sums) == 2  # one digest, one file name
+    assert (ckpt.parent / "last.ckpt.sha256").read_text() == f"{hashlib.sha256(before).hexdigest()}  last.ckpt\n"
 
 
 def test_a_read_only_run_folder_is_refused_before_training(work):
