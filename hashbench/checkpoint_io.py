@@ -26,7 +26,7 @@ from typing import Any, Optional
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from .runs import RunError
+from .runs import RunError, is_global_zero
 
 SUFFIX = ".sha256"
 #: a write that failed for lack of room or rights: the user's to fix, not a bug
@@ -117,7 +117,7 @@ def verify_checksum(path) -> None:
     key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
     sums = checksum_path(path)
     if not sums.is_file():
-        if key[0] not in _unverified_noted:
+        if key[0] not in _unverified_noted and is_global_zero():  # once, not once per DDP process
             _unverified_noted.add(key[0])
             print(f"hashbench: note: {path} has no checksum file ({sums.name}; checkpoints written before the suite "
                   "wrote them have none), so it is loaded unverified", file=sys.stderr)
