@@ -139,7 +139,7 @@ def verify_checksum(path) -> None:
     _verified[key] = actual
 
 
-def load_data_only(path, map_location: Any = "cpu", mmap: bool = False) -> dict:
+def load_data_only(path, map_location: Any = "cpu", mmap: bool = False, model: bool = True) -> dict:
     """``torch.load(weights_only=True)``: tensors, numbers, strings and containers; anything else is refused before it
     can run (a crafted checkpoint names a callable such as ``os.system`` in its pickle)."""
     try:
@@ -149,16 +149,17 @@ def load_data_only(path, map_location: Any = "cpu", mmap: bool = False) -> dict:
         raise RunError(f"checkpoint {path} was refused: it holds more than plain data ({first[:200]}). A checkpoint "
                        "written by this suite holds only tensors and numbers; a file with other objects can run code "
                        "when loaded, so it is not loaded. Use a checkpoint of one of your runs") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+    if model and (not isinstance(ckpt, dict) or "state_dict" not in ckpt):
         raise RunError(f"checkpoint {path} holds no model weights (no 'state_dict'): it is not a Lightning "
                        "checkpoint of this suite")
     return ckpt
 
 
-def read_checkpoint(path, map_location: Any = "cpu", mmap: bool = False) -> dict:
-    """Verify the checksum, then load as data only: the one way the suite opens a checkpoint."""
+def read_checkpoint(path, map_location: Any = "cpu", mmap: bool = False, model: bool = True) -> dict:
+    """Verify the checksum, then load as data only: the one way the suite opens a checkpoint (``model``: it must be
+    a Lightning checkpoint with a state_dict; Lightning's own hand-overs, e.g. ddp_spawn's weights, are not)."""
     verify_checksum(path)
-    return load_data_only(path, map_location, mmap)
+    return load_data_only(path, map_location, mmap, model)
 
 
 def _local(path) -> bool:
@@ -180,7 +181,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path, map_location: Optional[Any] = None, weights_only: Optional[bool] = None) -> dict:
         if not _local(path):
             return super().load_checkpoint(path, map_location, weights_only=True)
-        return read_checkpoint(path, map_location if map_location is not None else "cpu")
+        return read_checkpoint(path, map_location if map_location is not None else "cpu", model=False)
 
     def remove_checkpoint(self, path) -> None:
         super().remove_checkpoint(path)

@@ -199,6 +199,20 @@ def test_a_checkpoint_without_a_checksum_file_still_resumes_with_one_note(work):
     assert torch.load(last(work), weights_only=True)["epoch"] == 1
 
 
+def test_two_processes_write_a_checkpoint_that_verifies_and_resumes(work):
+    """ddp_spawn hands the workers' weights back through the same checkpoint plugin; rank 0 writes the checksum."""
+    args = ["fit", "--config", "mnist_dch.yaml", *tiny(work / "mnist"), "--model.bits", "16", "--run_name", "ddp",
+            "--trainer.devices", "2", "--trainer.strategy", "ddp_spawn"]
+    first = console("lightning", *args, "--trainer.max_epochs", "1", cwd=work)
+    assert first.returncode == 0 and "error" not in first.stderr, first.stderr[-3000:]
+    again = console("lightning", *args, "--trainer.max_epochs", "2", "--ckpt_path", "last", cwd=work)
+    assert again.returncode == 0 and "error" not in again.stderr, again.stderr[-3000:]
+    ckpt = last(work, "ddp")
+    import hashlib
+    assert (ckpt.parent / "last.ckpt.sha256").read_text().split()[0] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
+
+
 # ---- 4. a full or read-only disk -------------------------------------------------------------------------------
 @pytest.mark.parametrize("how", ["ENOSPC", "EFBIG"])
 def test_a_full_disk_while_saving_is_one_line_and_keeps_the_previous_checkpoint(work, how):
