@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.plugins import TorchCheckpointIO
 
 from .runs import RunError, is_global_zero
 
