@@ -128,7 +128,8 @@ def verify_checksum(path) -> None:
     if actual not in expected:
         others = verified_alternatives(path)
         if others:
-            use = (f"Checkpoints of this run that verify: {', '.join(p.name for p in others)}. Continue from the newest "
+            names = ", ".join(p.name for p in others)
+            use = (f"Checkpoints of this run that verify: {names}. Continue from the newest "
                    f"with --ckpt_path {others[0]} (training goes on from its epoch; the next epoch rewrites "
                    f"{path.name}).")
         else:

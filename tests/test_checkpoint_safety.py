@@ -1,7 +1,6 @@
 """Checkpoints and codes folders as users hand them to the console commands: a crafted pickle runs nothing, a
 checkpoint of another method or code length is refused before training, flipped bytes are caught by the checksum,
 and a full or read-only disk is one clear line. Every case runs the console command as typed, on a tiny MNIST."""
-import json
 import os
 import shutil
 import subprocess
