@@ -3,7 +3,9 @@
 Lightning's ``ModelCheckpoint(save_last=True)`` with a monitor saves only when validation runs (every 20 epochs in
 the CIBHash configs), so a run killed in epoch 39 lost 19 epochs; and it writes the file in place, so a run killed
 while saving left a truncated ``last.ckpt``. This one saves after every training epoch into ``last.ckpt.partial``
-and renames it (atomic on POSIX), so ``last.ckpt`` is always a complete checkpoint of a finished epoch.
+and renames it (atomic on POSIX), so ``last.ckpt`` is always a complete checkpoint of a finished epoch. Under the
+CLI the trainer's checkpoint plugin writes every checkpoint that way itself (with a checksum file next to it), and
+this callback hands it the final path.
 """
 from __future__ import annotations
 
@@ -39,10 +41,13 @@ class LastCheckpoint(ModelCheckpoint):
     _last_epoch_saved = -1
 
     def _save_atomically(self, trainer, filepath: str) -> None:
-        partial = filepath + ".partial"
-        trainer.save_checkpoint(partial, self.save_weights_only)  # every rank takes part; rank 0 writes
-        if trainer.is_global_zero:
-            os.replace(partial, filepath)
+        if getattr(trainer.strategy.checkpoint_io, "writes_atomically", False):
+            trainer.save_checkpoint(filepath, self.save_weights_only)  # the plugin renames (and checksums) itself
+        else:
+            partial = filepath + ".partial"
+            trainer.save_checkpoint(partial, self.save_weights_only)  # every rank takes part; rank 0 writes
+            if trainer.is_global_zero:
+                os.replace(partial, filepath)
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
         if trainer.is_global_zero:

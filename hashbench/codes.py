@@ -131,6 +131,19 @@ def save_packed(folder, packed: np.ndarray, bits: int, labels=None, index=None, 
     return folder
 
 
+def _load_array(folder: Path, name: str) -> np.ndarray:
+    """A plain .npy array; a pickled object array is refused (loading it could run code), as is anything unreadable."""
+    try:
+        arr = np.load(folder / name, allow_pickle=False)
+    except (ValueError, EOFError) as err:
+        what = "holds Python objects (a pickle), which are never loaded" if "allow_pickle" in str(err) else \
+            f"is not a readable .npy array ({err})"
+        raise _fail(folder, f"{name} {what}; write it with np.save of a numeric array") from None
+    if not isinstance(arr, np.ndarray):  # an .npz archive under a .npy name
+        raise _fail(folder, f"{name} is not a single .npy array")
+    return arr
+
+
 def load_codes(folder) -> Codes:
     """Read and check a codes folder; one clear error naming the file for anything wrong."""
     folder = Path(folder)
@@ -147,7 +160,7 @@ def load_codes(folder) -> Codes:
     bits = meta.get("bits")
     if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
         raise _fail(folder, f"{META} must give the code length as a positive integer 'bits', got {bits!r}")
-    packed = np.load(folder / CODES, allow_pickle=False)
+    packed = _load_array(folder, CODES)
     if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != -(-bits // 8):
         raise _fail(folder, f"{CODES} must be uint8 (N, {-(-bits // 8)}) for {bits} bits, got {packed.dtype} "
                             f"{packed.shape}")
@@ -155,8 +168,8 @@ def load_codes(folder) -> Codes:
         raise _fail(folder, f"{CODES} has nonzero padding bits after bit {bits}: were the codes packed along "
                             "axis=1 with numpy's default (big-endian) bit order?")
     n = packed.shape[0]
-    labels = np.load(folder / LABELS, allow_pickle=False) if (folder / LABELS).is_file() else np.zeros((n, 0), np.uint8)
-    index = np.load(folder / INDEX, allow_pickle=False) if (folder / INDEX).is_file() else np.arange(n)
+    labels = _load_array(folder, LABELS) if (folder / LABELS).is_file() else np.zeros((n, 0), np.uint8)
+    index = _load_array(folder, INDEX) if (folder / INDEX).is_file() else np.arange(n)
     if labels.ndim not in (1, 2) or len(labels) != n:
         raise _fail(folder, f"{LABELS} must have one row per code ({n}), got shape {labels.shape}")
     if index.ndim != 1 or len(index) != n or len(np.unique(index)) != n:

@@ -118,7 +118,7 @@ class CodesWriter(L.Callback):
         trainer.strategy.barrier()
 
     def _merge(self, parts_dir: Path, world: int) -> Path:
-        parts = [np.load(parts_dir / f"part-{r:05d}.npz") for r in range(world)]
+        parts = [np.load(parts_dir / f"part-{r:05d}.npz", allow_pickle=False) for r in range(world)]
         bits = int(parts[0]["bits"])
         packed = np.concatenate([p["packed"] for p in parts])
         labels = np.concatenate([p["labels"] for p in parts if len(p["index"])])
@@ -148,9 +148,12 @@ def _encode_parser() -> argparse.ArgumentParser:
 
 
 def _checkpoint(cli, value: str) -> Path:
-    from .runs import check_checkpoint_file, find_checkpoint
+    """The checkpoint file, verified (checksum, data only) and checked to hold the model the config builds."""
+    from .checkpoint_io import read_checkpoint
+    from .runs import check_checkpoint_file, check_checkpoint_matches, find_checkpoint
     path = find_checkpoint(cli.run, value) if value in ("last", "best") else Path(value)
     check_checkpoint_file(str(path))
+    check_checkpoint_matches(read_checkpoint(path, mmap=True), cli.config, path)
     return path
 
 
@@ -299,7 +302,8 @@ def load_index_model(index: Codes, ckpt_path: Optional[str], overrides: list[str
         raise ConfigError(f"{index.folder} has no config.yaml: search needs the model that made the codes. Write the "
                           "index with hashbench encode, or pass the codes to hashbench evaluate instead")
     ckpt = Path(ckpt_path or index.meta.get("checkpoint", ""))
-    from .runs import check_checkpoint_file
+    from .checkpoint_io import read_checkpoint
+    from .runs import check_checkpoint_file, check_checkpoint_matches
     check_checkpoint_file(str(ckpt))
     want = index.meta.get("checkpoint_sha256")
     if want and sha256_file(ckpt) != want:
@@ -309,8 +313,9 @@ def load_index_model(index: Codes, ckpt_path: Optional[str], overrides: list[str
     cli = run_cli(["--config", str(config), "--trainer.logger", "false", "--trainer.devices", "1",
                    "--trainer.strategy", "auto", *overrides], run=False)
     model = cli.model
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    model.load_state_dict(state)
+    checkpoint = read_checkpoint(ckpt)  # checksum, then data only: a crafted pickle named by meta.json runs nothing
+    check_checkpoint_matches(checkpoint, cli.config, ckpt)
+    model.load_state_dict(checkpoint["state_dict"])
     model.to(cli.trainer.strategy.root_device).eval()
     return model, _eval_transform(cli.datamodule), cli.trainer
 

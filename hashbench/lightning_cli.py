@@ -20,6 +20,8 @@ from typing import Optional
 import yaml
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins import TorchCheckpointIO
 
 # Importing these makes short class_path names (CIBHash, CIFAR10, RetrievalEvaluation) resolve: jsonargparse
 # only finds subclasses that are already imported. Methods register themselves; discover() imports them all.
@@ -36,9 +38,11 @@ from lightning_modules.registry import discover
 
 from . import errors, help_order, paper_settings
 from .cli import LIGHTNING_COMMANDS
+from .checkpoint_io import SafeCheckpointIO, read_checkpoint
 from .ddp_launch import watch_launch
-from .runs import (DEFAULT_ROOT, RunError, RunIdentity, check_checkpoint_file, checkpoint_dir, find_checkpoint,
-                   has_checkpoints, is_global_zero, run_dir, wandb_run_id)
+from .runs import (DEFAULT_ROOT, RunError, RunIdentity, check_checkpoint_file, check_checkpoint_matches,
+                   check_writable, checkpoint_dir, find_checkpoint, has_checkpoints, is_global_zero, run_dir,
+                   wandb_run_id)
 
 discover()
 
@@ -171,6 +175,9 @@ class HashbenchCLI(LightningCLI):
     # ---- run directory and checkpoint (before anything is built) --------------------------------------
     def _parse_ckpt_path(self) -> None:
         cfg = self._cfg()
+        if cfg.get("seed_everything") is True:  # Lightning picks the seed later; pick it now so the run is named by it
+            from lightning.pytorch import seed_everything
+            cfg.seed_everything = seed_everything(workers=True)
         self.identity = RunIdentity.from_config(cfg)
         root = cfg.trainer.get("default_root_dir") or DEFAULT_ROOT
         self.run = run_dir(root, cfg.get("run_name") or self.identity.name)
@@ -178,7 +185,9 @@ class HashbenchCLI(LightningCLI):
         if ckpt in ("last", "best"):
             ckpt = cfg.ckpt_path = str(find_checkpoint(self.run, ckpt))
         if ckpt:
+            # checksum, data only, and the model the config builds: before LightningCLI reads its hyper-parameters
             check_checkpoint_file(ckpt)
+            check_checkpoint_matches(read_checkpoint(ckpt, mmap=True), cfg, ckpt)
         subcommand = self.config.get("subcommand")
         if subcommand is None:  # a programmatic fit (hashbench compare) resumes what its run directory holds
             self.resuming = has_checkpoints(self.run)
@@ -193,6 +202,8 @@ class HashbenchCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self._cfg()
         cfg.trainer.default_root_dir = str(self.run)
+        if self.config.get("subcommand") and is_global_zero():  # a read-only or full disk: now, not after epoch 1
+            check_writable(checkpoint_dir(self.run) if self._checkpointing_enabled() else self.run)
         for entry in _entries(cfg.trainer.get("logger")):
             self._configure_logger(entry)
         self.save_config_kwargs = {**self.save_config_kwargs, "identity": self.identity}
@@ -267,7 +278,14 @@ class HashbenchCLI(LightningCLI):
         return None
 
     def _configure_trainer_callbacks(self) -> None:
-        """Checkpoints live in the run directory; ``last.ckpt`` every epoch; every epoch reseeded (resume = replay)."""
+        """Checkpoints live in the run directory; ``last.ckpt`` every epoch; every epoch reseeded (resume = replay);
+        every checkpoint written atomically with a checksum and loaded as data only; metrics also in a local CSV."""
+        strategy = self.trainer.strategy
+        if type(strategy.checkpoint_io) is TorchCheckpointIO:  # a plugin the user configured stays
+            strategy.checkpoint_io = SafeCheckpointIO()
+        loggers = self.trainer.loggers
+        if loggers and not any(isinstance(lg, CSVLogger) for lg in loggers):  # W&B disabled/offline keeps no numbers
+            self.trainer.loggers = [*loggers, CSVLogger(save_dir=str(self.run), name="csv")]
         cbs = self.trainer.callbacks
         if not self.trainer.loggers:  # --trainer.logger false: a learning-rate monitor has nowhere to log (it would crash)
             cbs[:] = [c for c in cbs if type(c).__name__ != "LearningRateMonitor"]

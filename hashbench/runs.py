@@ -5,8 +5,12 @@ lives in ``<root>/<name>/`` (root: ``trainer.default_root_dir`` if given, else `
 
     checkpoints/last.ckpt      written at the end of every epoch (atomically), what ``--ckpt_path last`` resumes
     checkpoints/best-*.ckpt    the selected checkpoint, when the config selects on a validation split
-    csv/version_N/, wandb/     logs; W&B resumes the same run id (``wandb_id``)
+    checkpoints/*.ckpt.sha256  the checksum written with each checkpoint, verified before it is loaded
+    csv/version_N/metrics.csv  the logged metrics, whatever other logger the config has (W&B disabled or offline)
+    wandb/                     W&B's files; W&B resumes the same run id (``wandb_id``)
     config.yaml                the resolved configuration of the latest start
+
+The seed in the name is the seed the run uses (``seed_everything: true`` picks one; the name says which).
 """
 from __future__ import annotations
 
@@ -126,8 +130,57 @@ def check_checkpoint_file(path: str) -> None:
         raise RunError(f"checkpoint {p} is a zip archive but holds no PyTorch checkpoint (no data.pkl)")
 
 
+def _short(class_path) -> Optional[str]:
+    return str(class_path).rsplit(".", 1)[-1] if class_path else None
+
+
+def _trained_as(model: dict, data: dict) -> str:
+    parts = [model.get("method") or "?", f"{model.get('bits')} bits", f"backbone {model.get('backbone')}",
+             f"on {data.get('data') or '?'}" + (f" ({data['protocol']} protocol)" if data.get("protocol") else "")]
+    return ", ".join(parts)
+
+
+def check_checkpoint_matches(ckpt: dict, cfg, path) -> None:
+    """The checkpoint must hold the model the config builds: LightningCLI would otherwise replace the configured
+    method, code length or backbone by the checkpoint's (after the run was named after the config), and a checkpoint
+    of other data would continue on data it was not trained for."""
+    hp, dhp = ckpt.get("hyper_parameters") or {}, ckpt.get("datamodule_hyper_parameters") or {}
+    model_args, data_args = cfg.model.get("init_args") or {}, cfg.data.get("init_args") or {}
+    saved_model = {"method": _short(hp.get("_class_path")), "bits": hp.get("bits"), "backbone": hp.get("backbone")}
+    asked_model = {"method": _short(cfg.model.class_path), "bits": model_args.get("bits"),
+                   "backbone": model_args.get("backbone")}
+    saved_data = {"data": _short(dhp.get("_class_path")), "protocol": dhp.get("protocol"), "name": dhp.get("name")}
+    asked_data = {"data": _short(cfg.data.class_path), "protocol": data_args.get("protocol"),
+                  "name": data_args.get("name")}
+    differ = [f"{key} {saved[key]} vs {asked[key]}" for saved, asked in ((saved_model, asked_model),
+                                                                        (saved_data, asked_data))
+              for key in saved if saved[key] is not None and asked[key] is not None and saved[key] != asked[key]]
+    if not differ:
+        return
+    own_config = Path(path).resolve().parent.parent / "config.yaml"
+    hint = f"--config {own_config}" if own_config.is_file() else "the config it was trained with"
+    raise RunError(f"checkpoint {path} holds {_trained_as(saved_model, saved_data)}, but this command configures "
+                   f"{_trained_as(asked_model, asked_data)} ({'; '.join(differ)}). Use it with {hint}, or give a "
+                   "checkpoint of this configuration (--ckpt_path last resumes this config's run)")
+
+
 def has_checkpoints(run: Path) -> bool:
     return any(checkpoint_dir(run).glob("*.ckpt"))
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and a file in it now, so a read-only or full disk stops the run before training, not at the
+    end of its first epoch."""
+    probe = folder / f".write-test-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as fh:
+            fh.write(b"0")
+        probe.unlink()
+    except OSError as err:
+        raise RunError(f"run folder {folder} is not writable ({err.strerror}): checkpoints and logs go there. Make it "
+                       "writable or free space on its disk, or point --trainer.default_root_dir (or --run_name) at a "
+                       "writable folder") from None
 
 
 def is_global_zero() -> bool:
