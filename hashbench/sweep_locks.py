@@ -5,7 +5,7 @@
   of its own sweep so its summary is complete; ``runs/<run>.owner.json`` names the holder for the messages.
 * runs.csv, runs.json and summary.md are written under ``.results.lock`` and replaced atomically.
 * Under DDP the launching process (rank 0) decides, cell by cell, what happens (keep, train, skip); the other
-  ranks follow its decisions (``.sweep-<token>/<n>.json``) instead of looking at locks held by their own rank 0.
+  ranks follow its decisions (``.sweep/<token>/<n>.json``) instead of looking at locks held by their own rank 0.
 """
 from __future__ import annotations
 
@@ -103,6 +103,8 @@ class Decisions:
         self.leader, self.n = leader, 0
         if leader:
             self.dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.dir.glob("*.json"):  # a reused launcher id: no follower may read an old decision
+                stale.unlink(missing_ok=True)
             atomic_write_text(self.dir / "leader.json", json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
 
     def publish(self, decision: dict) -> None:
