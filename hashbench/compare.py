@@ -178,7 +178,6 @@ class Sweep:
         self.configs_dir = self.out / "configs"
         self.writer = is_global_zero()  # DDP: rank 0 prints and writes, the other ranks only train
         self.code = code_version()  # what trains every run of this sweep
-        self.commit = self.code.commit or "unknown"
         self.followed = False  # a DDP run: other ranks follow this process' decisions
         self.uses_wandb = False
         self.summary_text, self.info = "", None

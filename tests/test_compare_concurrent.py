@@ -40,3 +40,24 @@ def test_two_compares_on_one_folder_train_each_run_once(tmp_path):
     rows = list(csv.DictReader(open(out / "runs.csv")))
     assert sorted((r["bits"], r["seed"]) for r in rows) == [("16", "0"), ("16", "1"), ("8", "0"), ("8", "1")]
     assert json.loads((out / "runs.json").read_text()) and "BiHalfNet" in (out / "summary.md").read_text()
+
+
+def test_the_lock_of_a_killed_compare_does_not_block_the_run(tmp_path):
+    """A compare killed while training (kill -9, a preempted SLURM job) leaves no lock behind that blocks reruns."""
+    from hashbench.sweep_locks import RunLock
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from hashbench.sweep_locks import RunLock; "
+         "lock = RunLock(Path(sys.argv[1]), 'run'); assert lock.acquire(wait=False); print('held', flush=True); "
+         "time.sleep(600)",
+         str(tmp_path)], env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        lock = RunLock(tmp_path, "run")
+        assert not lock.acquire(wait=False)  # held by a live process
+        assert lock.owner() == f"pid {holder.pid}"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lock.acquire(wait=False)  # the dead process' lock is gone with it
+    lock.release()
