@@ -110,3 +110,28 @@ def test_keep_old_code_keeps_the_old_row_and_marks_it_and_a_dirty_tree_is_flagge
     [row] = _rows(out)
     assert row["other_code"] == "False" and row["uncommitted_changes"] and row["finished"] != before["finished"]
     assert "trained by other code" not in (out / "summary.md").read_text()
+
+
+def test_code_identity_is_the_package_sources_and_names_a_dirty_tree(tmp_path):
+    """In-process, on a copy: docs do not change the identity, any package file does, committed or not; without
+    git the identity is the sources' hash and the version."""
+    from hashbench.provenance import code_version
+
+    repo = tmp_path / "suite"
+    for folder in PACKAGES:
+        shutil.copytree(REPO / folder, repo / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    plain = code_version(repo)
+    assert not plain.commit and plain.text == f"hashbench {plain.version}, sources {plain.code_id}"
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "suite")
+    code_version.cache_clear()
+    clean = code_version(repo)
+    assert clean.code_id == plain.code_id and clean.text == f"commit {_git(repo, 'rev-parse', '--short', 'HEAD')}"
+    (repo / "NOTES.md").write_text("docs only\n")
+    code_version.cache_clear()
+    assert code_version(repo) == clean  # not the package's code
+    (repo / "callbacks" / "scratch.py").write_text("X = 1\n")  # an untracked file in a package
+    code_version.cache_clear()
+    dirty = code_version(repo)
+    assert dirty.code_id != clean.code_id and dirty.dirty and dirty.text.endswith(f"uncommitted changes {dirty.dirty}")

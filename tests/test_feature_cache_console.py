@@ -60,6 +60,7 @@ def test_two_fits_building_the_same_cache_entries_at_once_both_finish(cifar):
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
         assert "Traceback" not in err
+    assert any("another process is building" in err for _, err in outs)  # they met: one waited for the other
     entries = sorted(os.listdir(tmp_path / "cache"))
     assert entries and not any(e.endswith(".partial") for e in entries), entries  # every entry complete, once
     for run in ("a", "b"):
