@@ -17,7 +17,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator
 
 from filelock import FileLock, Timeout
 
