@@ -53,6 +53,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .cache_storage import check_space, entry_lock, guarded, pwrite_all
+
 FORMAT_VERSION = 2
 DTYPES = {"float16": np.float16, "float32": np.float32}
 AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -204,7 +206,7 @@ class CachedFeatureDataset(Dataset):
     @property
     def features(self) -> np.ndarray:
         if self._array is None:
-            self._array = np.load(self.features_file, mmap_mode="r")
+            self._array = np.load(self.features_file, mmap_mode="r", allow_pickle=False)  # data only, never code
         return self._array
 
     @property
@@ -334,6 +336,11 @@ def _fsync_dir(path: str) -> None:
             os.close(fd)
 
 
+def _entry_bytes(shape: list, dtype: str, label_bytes: int) -> int:
+    """Disk space of an entry: the features (with a generous .npy header), the labels and the small JSON files."""
+    return int(np.prod(shape)) * np.dtype(DTYPES[dtype]).itemsize + label_bytes + 4096 + 4 * 4096
+
+
 def _shard(rows: int, rank: int, world: int) -> tuple:
     return rows * rank // world, rows * (rank + 1) // world
 
@@ -360,8 +367,8 @@ def _valid_entry(final: str, key: str) -> Optional[dict]:
     if not meta or meta.get("complete") is not True or meta.get("key") != key or meta.get("format") != FORMAT_VERSION:
         return None
     try:
-        arr = np.load(os.path.join(final, "features.npy"), mmap_mode="r")
-        labels = np.load(os.path.join(final, "labels.npy"), mmap_mode="r")
+        arr = np.load(os.path.join(final, "features.npy"), mmap_mode="r", allow_pickle=False)
+        labels = np.load(os.path.join(final, "labels.npy"), mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError):
         return None
     if list(arr.shape) != list(meta.get("shape", [])) or str(arr.dtype) != meta.get("dtype") \
@@ -473,22 +480,26 @@ class FeatureCacheBuilder:
         source = _single_view_source(dataset, base) if hasattr(dataset, "transform") else dataset
 
         plan = None
-        if self.rank == 0:
-            plan = self._plan(final, key, fields, source, encoder, labels, bank_views, bank_seed)
-        plan = self._broadcast(plan)
-        if plan["status"] != "complete":
-            t0 = time.perf_counter()
-            self._encode_shard(plan, source, encoder, split)
-            self._barrier()
+        # rank 0 holds the entry's lock from the plan to the rename: another job building the same entry waits,
+        # then finds it complete and loads it
+        with entry_lock(final) if self.rank == 0 else contextlib.nullcontext():
             if self.rank == 0:
-                self._finalise(plan, time.perf_counter() - t0)
-            self._barrier()
+                plan = self._plan(final, key, fields, source, encoder, labels, bank_views, bank_seed)
+            plan = self._broadcast(plan)
+            if plan["status"] != "complete":
+                t0 = time.perf_counter()
+                self._encode_shard(plan, source, encoder, split)
+                self._barrier()
+                if self.rank == 0:
+                    self._finalise(plan, time.perf_counter() - t0)
+                self._barrier()
         meta = _valid_entry(final, key)
         if meta is None:
             raise RuntimeError(f"feature cache entry {final} is not complete after building it; is "
                                f"cache_dir {self.cache_dir!r} visible to every rank (a shared filesystem)?")
         meta["status"] = "loaded" if plan["status"] == "complete" else plan["status"]
-        return CachedFeatureDataset(final, torch.as_tensor(np.load(os.path.join(final, "labels.npy"))), split,
+        labels = np.load(os.path.join(final, "labels.npy"), allow_pickle=False)  # data only: a planted pickle never runs
+        return CachedFeatureDataset(final, torch.as_tensor(labels), split,
                                     getattr(dataset, "pool_indices", None), views=views, meta=meta, source=dataset)
 
     # -------------------------------------------------------------------------------- rank 0: plan
@@ -514,17 +525,27 @@ class FeatureCacheBuilder:
             shutil.rmtree(partial, ignore_errors=True)
         dim = self._probe_dim(source, encoder, n, bank_views, bank_seed)
         shape = [bank_views, n, dim] if bank_views else [n, dim]
-        os.makedirs(partial, exist_ok=True)
-        arr = np.lib.format.open_memmap(os.path.join(partial, "features.npy"), mode="w+",
-                                        dtype=DTYPES[self.dtype], shape=tuple(shape))
-        offset = int(arr.offset)
-        del arr  # sparse pre-allocation; rows are written with pwrite by their rank
-        np.save(os.path.join(partial, "labels.npy"), np.asarray(torch.as_tensor(labels, dtype=torch.float32)))
+        label_array = np.asarray(torch.as_tensor(labels, dtype=torch.float32))
+        needed = _entry_bytes(shape, self.dtype, label_array.nbytes)
+        guarded(lambda: os.makedirs(partial, exist_ok=True), partial, needed)
+        check_space(partial, needed)  # a disk too small is said before any image is encoded
+        features = os.path.join(partial, "features.npy")
+
+        def allocate() -> int:
+            arr = np.lib.format.open_memmap(features, mode="w+", dtype=DTYPES[self.dtype], shape=tuple(shape))
+            offset = int(arr.offset)
+            del arr  # sparse pre-allocation; rows are written with pwrite by their rank
+            return offset
+
+        offset = guarded(allocate, features, needed)
+        guarded(lambda: np.save(os.path.join(partial, "labels.npy"), label_array), os.path.join(partial, "labels.npy"),
+                needed)
         plan = {"format": FORMAT_VERSION, "key": key, "fields": fields, "final": final, "partial": partial,
                 "shape": shape, "dtype": self.dtype, "rows": int(np.prod(shape[:-1])), "num_items": n,
                 "dim": dim, "offset": offset, "world": self.world, "bank_views": int(bank_views),
-                "bank_seed": int(bank_seed), "created": _now()}
-        _write_json(os.path.join(partial, "plan.json"), plan)
+                "bank_seed": int(bank_seed), "created": _now(), "bytes": needed}
+        guarded(lambda: _write_json(os.path.join(partial, "plan.json"), plan), os.path.join(partial, "plan.json"),
+                needed)
         plan["status"] = "built"
         return plan
 
@@ -585,7 +606,8 @@ class FeatureCacheBuilder:
         row_bytes = plan["dim"] * np.dtype(np_dtype).itemsize
         bar = _progress_bar(hi - lo, done, f"feature cache {split}" + (f" [rank 0 of {self.world}]" if self.world > 1 else ""),
                             enabled=self.progress and self.rank == 0)
-        fd = os.open(os.path.join(partial, "features.npy"), os.O_RDWR)
+        features, needed = os.path.join(partial, "features.npy"), plan.get("bytes")
+        fd = guarded(lambda: os.open(features, os.O_RDWR), features, needed)
         written, last = done, time.monotonic()
 
         def checkpoint():
@@ -608,13 +630,14 @@ class FeatureCacheBuilder:
                             f"{float(feats.abs().max()):.3g}); use dtype float32")
                     first = int(row_ids[0])
                     assert first == lo + written and int(row_ids[-1]) == first + len(block) - 1
-                    os.pwrite(fd, memoryview(np.ascontiguousarray(block)).cast("B"),
-                              plan["offset"] + first * row_bytes)
+                    data = memoryview(np.ascontiguousarray(block)).cast("B")
+                    # every byte checked: a full disk is an error, never rows silently missing
+                    guarded(lambda: pwrite_all(fd, data, plan["offset"] + first * row_bytes), features, needed)
                     written += len(block)
                     if bar is not None:
                         bar.update(len(block))
                     if time.monotonic() - last >= self.checkpoint_seconds:
-                        checkpoint()
+                        guarded(checkpoint, counter, needed)
                         last = time.monotonic()
         finally:
             with contextlib.suppress(OSError):
@@ -638,10 +661,11 @@ class FeatureCacheBuilder:
                      "features_crc32": file_crc32(os.path.join(partial, "features.npy")),
                      "built_with": {"device": str(self.device), "autocast": self.autocast,
                                     "channels_last": self.channels_last, "torch": torch.__version__}})
-        _write_json(os.path.join(partial, "meta.json"), meta)  # the meta is written LAST
+        meta_path = os.path.join(partial, "meta.json")
+        guarded(lambda: _write_json(meta_path, meta), meta_path, plan.get("bytes"))  # the meta is written LAST
         _fsync_dir(partial)
         try:
-            os.rename(partial, final)  # atomic: a reader sees no entry or a complete one
+            guarded(lambda: os.rename(partial, final), final, plan.get("bytes"))  # atomic: no entry or a whole one
         except OSError:
             if _valid_entry(final, plan["key"]) is None:
                 raise

@@ -7,11 +7,16 @@ Every run fits with its method's official schedule (``hashbench/paper_settings.p
 config (all methods share them), then is tested on the test queries with its final weights. Configs are stacked
 ``<method's settings> → --config files → --method-config <file>[method] → bits/seed → your overrides``.
 
-The folder never loses work: each run lives in ``results/<name>/runs/<method>_<bits>b_seed<seed>-<config hash>/``
-with its checkpoints and ``result.json``. A rerun of the same command skips the runs that finished with the same
-resolved config, resumes an interrupted one from its last epoch, runs the rest, and rebuilds ``runs.csv``,
-``runs.json``, ``summary.md`` and the figures from every finished run; ``--force`` reruns. Ctrl-C keeps what
-finished and writes the summary of it. Under DDP only rank 0 prints and writes.
+The folder never loses work: each run lives in
+``results/<name>/runs/<method>_<bits>b_seed<seed>-<config hash>-<code id>/`` with its checkpoints and
+``result.json``. A run is identified by its resolved config AND the code that trains it (``hashbench/provenance.py``:
+the suite's sources; summaries name the commit and flag uncommitted changes). A rerun of the same command skips the
+runs that finished with the same config and code, reruns the ones finished by other code (``--keep-old-code`` keeps
+them instead, marked in runs.csv and summary.md), resumes an interrupted one from its last epoch, runs the rest, and
+rebuilds ``runs.csv``, ``runs.json``, ``summary.md`` and the figures from every finished run of this code;
+``--force`` reruns. Ctrl-C keeps what finished and writes the summary of it. Under DDP only rank 0 prints and
+writes. Two compares on one folder never train the same run: a run being trained by another compare is skipped,
+then waited for at the end (``hashbench/sweep_locks.py``).
 """
 from __future__ import annotations
 
@@ -23,8 +28,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -38,7 +41,9 @@ from lightning_modules.registry import get_method, method_names, resolve_method_
 from . import paper_settings, report
 from .config_files import resolve as resolve_config
 from .errors import ConfigError
+from .provenance import code_version, row_code_text
 from .runs import LAST, checkpoint_dir, is_global_zero
+from .sweep_locks import Decisions, RunLock, atomic_write_text, results_lock
 
 DEFAULT_BASELINES = ("lsh", "itq")
 #: resolved-config keys that do not change a result (where it is written, how much is printed)
@@ -61,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="parent folder of the results")
     p.add_argument("--examples", type=int, default=5, help="fixed test queries shown in retrieval_examples.png")
     p.add_argument("--force", action="store_true", help="rerun runs that already finished")
+    p.add_argument("--keep-old-code", action="store_true",
+                   help="keep runs finished by other code (another commit or uncommitted changes) instead of rerunning "
+                        "them; they are marked in runs.csv (other_code) and summary.md")
     p.add_argument("--verbose", action="store_true", help="show Lightning's own output (progress, tables, tips)")
     return p
 
@@ -123,14 +131,6 @@ def _method_overrides(path: Optional[str]) -> dict:
     return {resolve_method_name(k): v for k, v in data.items()}
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 # ------------------------------------------------------------------------------------------------ one run
 class _Parsed(Exception):
     def __init__(self, config: dict):
@@ -177,7 +177,8 @@ class Sweep:
         self.runs_dir = self.out / "runs"
         self.configs_dir = self.out / "configs"
         self.writer = is_global_zero()  # DDP: rank 0 prints and writes, the other ranks only train
-        self.commit = _git_commit()
+        self.code = code_version()  # what trains every run of this sweep
+        self.followed = False  # a DDP run: other ranks follow this process' decisions
         self.uses_wandb = False
         self.summary_text, self.info = "", None
         self.data_class = self._data_class()  # read once: every method file names it
@@ -233,27 +234,46 @@ class Sweep:
         return a + self.overrides
 
     # -- results --------------------------------------------------------------------------------------
+    def _results(self, pattern: str = "*") -> list[dict]:
+        rows = []
+        for path in sorted(self.runs_dir.glob(f"{pattern}/result.json")):
+            with contextlib.suppress(OSError, ValueError):
+                rows.append({**json.loads(path.read_text()), "run_dir": path.parent.name})
+        return rows
+
+    def _ours(self, row: dict) -> bool:
+        return row.get("code_id") == self.code.code_id
+
     def finished_rows(self) -> list[dict]:
-        """Every finished run in the folder, the newest per (method, bits, seed)."""
+        """Every finished run of this code in the folder, the newest per (method, bits, seed); with
+        ``--keep-old-code`` also the newest run of other code where this code has none, marked ``other_code``."""
         newest: dict[tuple, dict] = {}
-        for path in sorted(self.runs_dir.glob("*/result.json")):
-            try:
-                row = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            key = (row.get("method"), int(row.get("bits", 0)), int(row.get("seed", 0)))
-            if key not in newest or row.get("finished", "") >= newest[key].get("finished", ""):
-                newest[key] = row
+        self.left_out = []  # finished runs of other code not in the tables (named once by write_report)
+        rows = self._results()
+        for ours in (True, False):
+            for row in (r for r in rows if self._ours(r) == ours):
+                key = (row.get("method"), int(row.get("bits", 0)), int(row.get("seed", 0)))
+                if not ours and not self.args.keep_old_code:
+                    self.left_out.append(row)
+                elif key not in newest or (newest[key]["other_code"] == (not ours)
+                                           and row.get("finished", "") >= newest[key].get("finished", "")):
+                    newest[key] = {**row, "other_code": not ours}
+        self.left_out = [r for r in self.left_out
+                         if (r.get("method"), int(r.get("bits", 0)), int(r.get("seed", 0))) not in newest]
         return list(newest.values())
+
+    def _previous(self, cell: Cell, digest: str) -> tuple[Optional[dict], Optional[dict]]:
+        """The finished runs of this cell's config: (by this code, by other code), the newest of each."""
+        rows = sorted(self._results(f"{cell.label}-{digest}*"), key=lambda r: r.get("finished", ""))
+        ours = [r for r in rows if self._ours(r)]
+        other = [r for r in rows if not self._ours(r)]
+        return (ours[-1] if ours else None), (other[-1] if other else None)
 
     def _write_result(self, run_dir: Path, row: dict) -> None:
         if not self.writer:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=run_dir, suffix=".json.tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(row, f, indent=1, default=str)
-        os.replace(tmp, run_dir / "result.json")
+        atomic_write_text(run_dir / "result.json", json.dumps(row, indent=1, default=str))
 
     def run(self, cell: Cell, cell_args: list[str], run_dir: Path, digest: str) -> dict:
         """Fit + test one configuration in this process; its row (also written to ``run_dir/result.json``)."""
@@ -289,6 +309,7 @@ class Sweep:
         metrics = {k: float(v) for k, v in results.get("metrics", {}).items() if k != "mAP"}
         cut_offs = results.get("top_k") or ["all" if getattr(dm, "top_k", None) is None else dm.top_k]
         self.uses_wandb |= any(type(lg).__name__ == "WandbLogger" for lg in trainer.loggers)
+        self.followed |= trainer.world_size > 1
         row = {"method": cell.method, "display": type(model).__name__, "bits": cell.bits, "seed": cell.seed,
                "status": "ok", "dataset": getattr(dm, "display_name", "") or getattr(dm, "dataset_name", "")
                or type(dm).__name__,
@@ -297,7 +318,7 @@ class Sweep:
                "supervised": bool(getattr(model, "supervised", False)), "baseline": bool(getattr(model, "baseline", False)),
                **metrics, "fit_seconds": round(fit_s, 2), "total_seconds": round(time.perf_counter() - t0, 2),
                "epochs": trainer.current_epoch, "num_query": results.get("num_query"),
-               "num_database": results.get("num_database"), "git_commit": self.commit, "config_hash": digest,
+               "num_database": results.get("num_database"), **self.code.as_row(), "config_hash": digest,
                "resumed_from": resume, "finished": _now(), "curves": results.get("curves", {}),
                "bit_plus_rate": results.get("bit_plus_rate", []), "examples": results.get("examples", [])}
         if self.writer:
@@ -322,31 +343,123 @@ class Sweep:
         return [Cell(m, b, s) for b in a.bits for m in a.methods for s in a.seeds]
 
     def summary(self, rows: list[dict], info) -> str:
-        """summary.md: what was compared (configs, overrides, commit), then the report's tables."""
-        head = (f"# {self.args.name}\n\ncommit {self.commit}; configs {', '.join(self.args.config)}; overrides "
+        """summary.md: what was compared (configs, overrides, code), then the report's tables; rows kept from
+        other code (``--keep-old-code``) are announced under the head and listed in a footnote."""
+        old = [r for r in rows if r.get("other_code")]
+        head = (f"# {self.args.name}\n\n{self.code.text}; configs {', '.join(self.args.config)}; overrides "
                 f"{' '.join(self.overrides) or 'none'}\n\n")
+        if old:
+            head += (f"**{len(old)} of {len(rows)} runs were trained by other code than {self.code.text} "
+                     "(kept with --keep-old-code; listed at the end \u2020).**\n\n")
         if info is None:
-            return head + "No run finished.\n\n" + "\n".join(f"- {r['method']}, {r['bits']} bits, seed {r['seed']}: "
-                                                             f"{r.get('error')}" for r in rows)
-        return head + report.summary_markdown(rows, info)
+            body = "No run finished.\n\n" + "\n".join(f"- {r['method']}, {r['bits']} bits, seed {r['seed']}: "
+                                                      f"{r.get('error')}" for r in rows)
+        else:
+            body = report.summary_markdown(rows, info)
+        if old:
+            body = body.rstrip("\n") + "\n\n\u2020 Runs of other code (not " + self.code.text + "):\n\n" + "\n".join(
+                f"- {r['method']}, {r['bits']} bits, seed {r['seed']}: {row_code_text(r)} ({r.get('run_dir', '')})"
+                for r in sorted(old, key=lambda r: (r["method"], r["bits"], r["seed"]))) + "\n"
+        return head + body
 
     def write_report(self, failed: list[dict]) -> list[dict]:
         """runs.csv/json, summary.md and the figures, from every finished run in the folder (+ this sweep's
         failures). Figures are a courtesy: a plotting problem is reported, never loses the tables."""
-        rows = self.finished_rows() + failed
         if not self.writer:
-            return rows
-        report.write_rows(self.out, rows)
-        try:  # a report problem is said, never loses the finished runs (they are on disk already)
-            self.info = report.TitleInfo.from_rows(rows) if any(r.get("status") == "ok" for r in rows) else None
-            self.summary_text = self.summary(rows, self.info)
-            (self.out / "summary.md").write_text(self.summary_text + "\n")
-            if self.info is not None:
-                report.plot_all(self.out, rows, self.info)
-        except Exception as err:  # noqa: BLE001
-            self.say(f"summary/figures not written: {type(err).__name__}: {_first_line(err)} (runs.csv and runs.json "
-                     "are complete)")
+            return self.finished_rows() + failed
+        with results_lock(self.out):  # another compare on this folder may be writing them too
+            rows = self.finished_rows() + [{**r, "other_code": False} for r in failed]
+            if self.left_out:
+                codes = sorted({row_code_text(r) for r in self.left_out})
+                self.say(f"{len(self.left_out)} finished runs of other code ({'; '.join(codes)}) are left out of the "
+                         f"tables, which hold {self.code.text} only (--keep-old-code keeps them, marked)")
+            report.write_rows(self.out, rows)
+            try:  # a report problem is said, never loses the finished runs (they are on disk already)
+                self.info = report.TitleInfo.from_rows(rows) if any(r.get("status") == "ok" for r in rows) else None
+                self.summary_text = self.summary(rows, self.info)
+                atomic_write_text(self.out / "summary.md", self.summary_text + "\n")
+                if self.info is not None:
+                    report.plot_all(self.out, rows, self.info)
+            except Exception as err:  # noqa: BLE001
+                self.say(f"summary/figures not written: {type(err).__name__}: {_first_line(err)} (runs.csv and "
+                         "runs.json are complete)")
         return rows
+
+    def run_dir(self, cell: Cell, digest: str) -> Path:
+        """A run's folder: its config hash and the code that trains it (other code never resumes its checkpoint)."""
+        return self.runs_dir / f"{cell.label}-{digest}-{self.code.code_id[:8]}"
+
+    def _lead(self, cells: list[Cell], failed: list[dict]) -> None:
+        """Rank 0: decide what happens to every cell (keep, train, or wait for another compare), and do it."""
+        a, waiting = self.args, []
+        for i, cell in enumerate(cells, 1):
+            cell_args = self.cli_args(cell)
+            digest = config_hash(cell_args)
+            run_dir = self.run_dir(cell, digest)
+            head = f"[{i}/{len(cells)}] {cell.method:7s} {cell.bits:4d} bits seed {cell.seed}:"
+            ours, other = self._previous(cell, digest)
+            if not a.force and ours is not None:
+                self.say(f"{head} finished earlier, kept ({ours['run_dir']})")
+                self.done += 1
+                continue
+            if not a.force and other is not None:
+                if a.keep_old_code:
+                    self.say(f"{head} finished earlier by other code ({row_code_text(other)}), kept as asked by "
+                             f"--keep-old-code and marked in the summary ({other['run_dir']})")
+                    self.done += 1
+                    continue
+                self.say(f"{head} finished earlier by other code ({row_code_text(other)}): rerun with "
+                         f"{self.code.text} (--keep-old-code keeps such runs)")
+            lock = RunLock(self.runs_dir, run_dir.name)
+            if not lock.acquire(wait=False):
+                self.say(f"{head} run {run_dir.name} is being trained by another compare ({lock.owner()}); skipped "
+                         "for now, collected when this sweep's other runs are done")
+                waiting.append((head, cell, cell_args, digest, run_dir, lock))
+                continue
+            self._train_locked(head, cell, cell_args, digest, run_dir, lock, failed)
+        for head, cell, cell_args, digest, run_dir, lock in waiting:
+            self.say(f"{head} waiting for the other compare ({lock.owner()}) to finish {run_dir.name} "
+                     "(Ctrl-C stops waiting; what finished is kept)")
+            lock.acquire(wait=True)
+            self._train_locked(head, cell, cell_args, digest, run_dir, lock, failed)
+
+    def _train_locked(self, head: str, cell: Cell, cell_args: list[str], digest: str, run_dir: Path, lock: RunLock,
+                      failed: list[dict]) -> None:
+        """Train one cell while holding its lock, unless another compare finished it meanwhile."""
+        try:
+            if (run_dir / "result.json").is_file() and not self.args.force:
+                self.say(f"{head} finished by another compare, kept ({run_dir.name})")
+            else:
+                if self.args.force and run_dir.exists():
+                    shutil.rmtree(run_dir)
+                self.decisions.publish({"action": "train", "method": cell.method, "bits": cell.bits,
+                                        "seed": cell.seed, "digest": digest, "run_dir": run_dir.name})
+                row = self._train(cell, cell_args, run_dir, digest, failed)
+                self.say(f"{head} {_result_line(row)}")
+        finally:
+            lock.release()
+        self.done += 1
+
+    def _follow(self, failed: list[dict]) -> None:
+        """A DDP rank other than 0: train exactly the runs rank 0 trains, in its order."""
+        while (d := self.decisions.next())["action"] != "end":
+            if d["action"] == "train":
+                cell = Cell(d["method"], int(d["bits"]), int(d["seed"]))
+                self._train(cell, self.cli_args(cell), self.runs_dir / d["run_dir"], d["digest"], failed)
+
+    def _train(self, cell: Cell, cell_args: list[str], run_dir: Path, digest: str, failed: list[dict]) -> dict:
+        try:
+            return self.run(cell, cell_args, run_dir, digest)
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # one failing run must not lose the others
+            if self.args.verbose:
+                import traceback
+                traceback.print_exc()
+            row = {"method": cell.method, "bits": cell.bits, "seed": cell.seed, "status": "failed",
+                   "error": f"{type(err).__name__}: {_first_line(err)}", **self.code.as_row(), "config_hash": digest}
+            failed.append(row)
+            return row
 
     def main(self) -> list[dict]:
         a = self.args
@@ -358,39 +471,24 @@ class Sweep:
         if self.writer:  # every run's config files exist before DDP's launcher starts the other ranks (they read them)
             for cell in cells:
                 self.cli_args(cell)
-        failed, done = [], 0
+        self.decisions = Decisions(self.out, leader=self.writer)
+        failed: list[dict] = []
+        self.done = 0
         try:
-            for i, cell in enumerate(cells, 1):
-                cell_args = self.cli_args(cell)
-                digest = config_hash(cell_args)
-                run_dir = self.runs_dir / f"{cell.label}-{digest}"
-                head = f"[{i}/{len(cells)}] {cell.method:7s} {cell.bits:4d} bits seed {cell.seed}:"
-                if (run_dir / "result.json").is_file() and not a.force:
-                    self.say(f"{head} finished earlier, kept ({run_dir.name})")
-                    done += 1
-                    continue
-                if a.force and self.writer and run_dir.exists():
-                    shutil.rmtree(run_dir)
-                try:
-                    row = self.run(cell, cell_args, run_dir, digest)
-                except KeyboardInterrupt:
-                    raise
-                except Exception as err:  # one failing run must not lose the others
-                    if a.verbose:
-                        import traceback
-                        traceback.print_exc()
-                    row = {"method": cell.method, "bits": cell.bits, "seed": cell.seed, "status": "failed",
-                           "error": f"{type(err).__name__}: {_first_line(err)}", "git_commit": self.commit,
-                           "config_hash": digest}
-                    failed.append(row)
-                done += 1
-                self.say(f"{head} {_result_line(row)}")
+            if self.writer:
+                self._lead(cells, failed)
+            else:
+                self._follow(failed)
         except KeyboardInterrupt:
             rows = self.write_report(failed)
-            self.say(f"\ninterrupted after {done} of {len(cells)} runs; {sum(r.get('status') == 'ok' for r in rows)} "
-                     f"finished runs are in {self.shown}/ (summary.md, figures). Run the same command again to "
-                     "continue: finished runs are skipped and the interrupted one resumes from its last epoch.")
+            self.say(f"\ninterrupted after {self.done} of {len(cells)} runs; "
+                     f"{sum(r.get('status') == 'ok' for r in rows)} finished runs are in {self.shown}/ (summary.md, "
+                     "figures). Run the same command again to continue: finished runs are skipped and the interrupted "
+                     "one resumes from its last epoch.")
             raise SystemExit(130) from None
+        finally:
+            self.decisions.publish({"action": "end"})
+            self.decisions.close(followers=self.followed)
         rows = self.write_report(failed)
         if self.writer:
             if self.summary_text:

@@ -13,6 +13,7 @@ Public API (the pieces live in ``report_*.py``):
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,7 @@ from .report_figures import (DPI, FIGURES, bit_balance_figure, line_styles, map_
 from .report_rows import ReportInputError, Sweep, TitleInfo
 from .report_summary import summary_markdown
 from .report_wandb import log_wandb_summary
+from .sweep_locks import atomic_write_text
 
 __all__ = ["write_rows", "summary_markdown", "plot_all", "save_thumbnails", "log_wandb_summary", "TitleInfo",
            "ReportInputError", "FIGURES"]
@@ -33,17 +35,18 @@ def write_rows(out: Path, rows: list[dict]) -> None:
     rewritten after each run so a crash or Ctrl-C in run N keeps runs 1..N-1."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "runs.json").write_text(json.dumps(rows, indent=1))
+    atomic_write_text(out / "runs.json", json.dumps(rows, indent=1))  # a reader never sees half a table
     scalar_keys: list[str] = []
     for row in rows:
         for k, v in row.items():
             if k not in scalar_keys and not isinstance(v, (dict, list)):
                 scalar_keys.append(k)
-    with open(out / "runs.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=scalar_keys)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row.get(k, "") for k in scalar_keys})
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=scalar_keys)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k, "") for k in scalar_keys})
+    atomic_write_text(out / "runs.csv", text.getvalue())
 
 
 def plot_all(out: Path, rows: list[dict], title_info: TitleInfo | Mapping) -> list[Path]:
