@@ -126,12 +126,16 @@ class HashDataModule(L.LightningDataModule):
 
     Shuffling: the train order is a function of ``(seed, epoch)`` only (``sampling.py``), so a
     resumed run replays the uninterrupted run's order; the train loader restarts its workers every
-    epoch so that their augmentation seeds are a function of ``(seed, epoch)`` too.
+    epoch so that their augmentation seeds are a function of ``(seed, epoch)`` too. Under DDP the
+    ranks' batches of a step make up the one-process batch of ``batch_size × world size`` at that
+    step, so the batch sequence does not depend on the number of processes.
 
     Args:
         root: dataset directory (downloads go here; split files go to ``<root>/splits``).
         protocol: protocol name (see ``datamodules.describe()``); None = dataset default.
-        batch_size: train batch size (train loader: shuffled, ``drop_last=True``).
+        batch_size: train batch size per process (train loader: shuffled, ``drop_last=True``); under
+            DDP with W processes one step trains on ``batch_size × W`` images, the batch one process
+            with ``batch_size × W`` sees at that step.
         eval_batch_size: batch size of the query/database loaders; None = ``batch_size``.
         num_workers: DataLoader worker processes (0 for datasets with ``loads_in_process``).
         seed: seed of the split draw, of the validation draw and of the train shuffling (>= 0).
@@ -561,14 +565,29 @@ class HashDataModule(L.LightningDataModule):
         except (AttributeError, TypeError, ValueError):
             return 0
 
+    def _processes(self) -> Tuple[Optional[int], Optional[int]]:
+        """``(world size, rank)`` of the trainer this datamodule is attached to (None = from
+        ``torch.distributed``, or one process)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return None, None
+        return int(trainer.world_size), int(trainer.global_rank)
+
     def train_dataloader(self) -> DataLoader:
+        """Shuffled train batches of ``batch_size`` per process. Under DDP with W processes, step s's
+        batches of all ranks together are step s's batch of one process with ``batch_size × W``
+        (``sampling.py``), so the run trains on the same sequence on any number of processes."""
         ds = self.dataset("train")
-        if len(ds) < self.batch_size:
-            raise ValueError(f"{self.display_name} protocol {self.protocol!r}: the train split has "
-                             f"{len(ds)} images, fewer than batch_size={self.batch_size}; "
-                             f"with drop_last=True no batch would be produced. Lower batch_size.")
+        world, rank = self._processes()
         generator = torch.Generator()
-        sampler = EpochShuffleSampler(ds, self.seed, epoch=self._fit_epoch(), generator=generator)
+        sampler = EpochShuffleSampler(ds, self.seed, epoch=self._fit_epoch(), generator=generator,
+                                      num_replicas=world, rank=rank, batch_size=self.batch_size)
+        if len(ds) < sampler.global_batch_size:
+            per = (f"batch_size={self.batch_size} × {sampler.num_replicas} processes = "
+                   f"{sampler.global_batch_size}" if sampler.num_replicas > 1 else f"batch_size={self.batch_size}")
+            raise ValueError(f"{self.display_name} protocol {self.protocol!r}: the train split has "
+                             f"{len(ds)} images, fewer than one batch ({per}); incomplete batches are "
+                             f"dropped, so no batch would be produced. Lower data.batch_size.")
         return self._loader(ds, self.batch_size, persistent=False, sampler=sampler, generator=generator,
                             drop_last=True)
 
