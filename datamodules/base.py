@@ -583,11 +583,11 @@ class HashDataModule(L.LightningDataModule):
         sampler = EpochShuffleSampler(ds, self.seed, epoch=self._fit_epoch(), generator=generator,
                                       num_replicas=world, rank=rank, batch_size=self.batch_size)
         if len(ds) < sampler.global_batch_size:
-            per = (f"batch_size={self.batch_size} × {sampler.num_replicas} processes = "
-                   f"{sampler.global_batch_size}" if sampler.num_replicas > 1 else f"batch_size={self.batch_size}")
+            per = (f" × {sampler.num_replicas} processes = {sampler.global_batch_size}, one step's batch"
+                   if sampler.num_replicas > 1 else "")
             raise ValueError(f"{self.display_name} protocol {self.protocol!r}: the train split has "
-                             f"{len(ds)} images, fewer than one batch ({per}); incomplete batches are "
-                             f"dropped, so no batch would be produced. Lower data.batch_size.")
+                             f"{len(ds)} images, fewer than batch_size={self.batch_size}{per}; "
+                             f"with drop_last=True no batch would be produced. Lower data.batch_size.")
         return self._loader(ds, self.batch_size, persistent=False, sampler=sampler, generator=generator,
                             drop_last=True)
 
