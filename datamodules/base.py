@@ -160,6 +160,10 @@ class HashDataModule(L.LightningDataModule):
         pin_memory: DataLoader ``pin_memory``; None = True when CUDA is available.
         persistent_workers: keep the evaluation loaders' workers alive between epochs (only when
             ``num_workers > 0``; the train loader never does, see "Shuffling").
+        allow_outside_root: read list-file entries whose image lies outside the image root (an
+            absolute path, or ``../`` leading out of it). Off by default: such an entry is an error
+            naming the list file and line, since it usually means a list from another machine
+            (see ``strip_prefix``) or a wrong root.
     """
 
     dataset_name: ClassVar[str] = ""
@@ -201,6 +205,7 @@ class HashDataModule(L.LightningDataModule):
         write_splits: bool = True,
         pin_memory: Optional[bool] = None,
         persistent_workers: bool = True,
+        allow_outside_root: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -246,6 +251,7 @@ class HashDataModule(L.LightningDataModule):
         self.write_splits = bool(write_splits)
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self.persistent_workers = bool(persistent_workers)
+        self.allow_outside_root = bool(allow_outside_root)
         self.check_images = "first"  # file datasets expose it as an init arg
         self.split_file: Optional[str] = None
         self.split_report: Optional[Dict[str, Any]] = None  # list protocols: sizes and overlaps
@@ -373,7 +379,8 @@ class HashDataModule(L.LightningDataModule):
             if not cands:
                 continue
             path = self._find_list(split, cands)
-            ent = read_list_file(path, self.num_classes, image_root, getattr(self, "strip_prefix", None))
+            ent = read_list_file(path, self.num_classes, image_root, getattr(self, "strip_prefix", None),
+                                 allow_outside_root=self.allow_outside_root)
             check_images_exist(
                 ent.paths, ent.origins, self.check_images, image_root,
                 f"{self.display_name} {split} list {path}",
