@@ -28,7 +28,7 @@ from . import protocols as P
 from .datasets import ArrayDataset, ImageFileDataset, _SplitDataset
 from .errors import abspath, not_found
 from .lists import CHECK_IMAGES, check_images_exist, list_format, read_list_file
-from .sampling import EpochShuffleSampler
+from .sampling import EpochSeededItems, EpochShuffleSampler
 from .transforms import MultiView, build_transform, is_random, NORMALIZATIONS
 
 #: every split a datamodule can serve (``val_*`` only when it has a validation split)
@@ -125,8 +125,9 @@ class HashDataModule(L.LightningDataModule):
     removes them from the train split. The test queries are never used for validation.
 
     Shuffling: the train order is a function of ``(seed, epoch)`` only (``sampling.py``), so a
-    resumed run replays the uninterrupted run's order; the train loader restarts its workers every
-    epoch so that their augmentation seeds are a function of ``(seed, epoch)`` too. Under DDP the
+    resumed run replays the uninterrupted run's order; an item's random augmentation is a function of
+    ``(seed, epoch, item)`` (whichever worker or rank reads it); the train loader restarts its workers
+    every epoch so that their seeds are a function of ``(seed, epoch)`` too. Under DDP the
     ranks' batches of a step make up the one-process batch of ``batch_size × world size`` at that
     step, so the batch sequence does not depend on the number of processes.
 
@@ -595,7 +596,10 @@ class HashDataModule(L.LightningDataModule):
             raise ValueError(f"{self.display_name} protocol {self.protocol!r}: the train split has "
                              f"{len(ds)} images, fewer than batch_size={self.batch_size}{per}; "
                              f"with drop_last=True no batch would be produced. Lower data.batch_size.")
-        return self._loader(ds, self.batch_size, persistent=False, sampler=sampler, generator=generator,
+        # random augmentations seeded per (epoch, item), whoever reads it; datasets read in the main
+        # process (cached features) draw from the process's RNG as before
+        items = ds if getattr(ds, "loads_in_process", False) else EpochSeededItems(ds, sampler)
+        return self._loader(items, self.batch_size, persistent=False, sampler=sampler, generator=generator,
                             drop_last=True)
 
     def query_dataloader(self) -> DataLoader:

@@ -17,6 +17,12 @@ on the same batches, and a run resumed on another number of processes continues 
 
 It subclasses ``DistributedSampler`` so that Lightning keeps it under DDP (it only swaps in its own
 sampler for non-distributed ones).
+
+Random augmentations follow the items, not the processes: :class:`EpochSeededItems` draws item ``i`` of
+epoch ``e`` under the torch seed ``epoch_seed(seed, e, "item/<i>")`` (in a forked RNG, so nothing else's
+random stream moves), so an image gets the same crop and flip whichever rank, worker or process count
+reads it. Worker seeds alone would not do: which worker reads an item depends on the number of workers and
+of processes.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import hashlib
 from typing import Iterator, Optional
 
 import torch
-from torch.utils.data import DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 
 
 def epoch_seed(seed: int, epoch: int, stream: str) -> int:
@@ -67,7 +73,13 @@ class EpochShuffleSampler(DistributedSampler):
                          drop_last=True)
         self.batch_size = int(batch_size)
         self.generator = generator
+        self._listeners = []  # objects whose ``epoch`` follows this sampler's
         self.set_epoch(epoch)
+
+    def add_epoch_listener(self, listener) -> None:
+        """Set ``listener.epoch`` at every ``set_epoch`` (e.g. :class:`EpochSeededItems`)."""
+        self._listeners.append(listener)
+        listener.epoch = self.epoch
 
     @property
     def global_batch_size(self) -> int:
@@ -76,6 +88,8 @@ class EpochShuffleSampler(DistributedSampler):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+        for listener in self._listeners:
+            listener.epoch = self.epoch
         if self.generator is not None:
             # rank 0 keeps the one-process stream; other ranks get their own, so that ranks never
             # draw the same augmentations for different images
@@ -96,3 +110,23 @@ class EpochShuffleSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return len(self.dataset) // self.global_batch_size * self.batch_size
+
+
+class EpochSeededItems(Dataset):
+    """``dataset`` whose item ``i`` is read under the torch seed ``epoch_seed(seed, epoch, "item/<i>")``,
+    with ``seed`` and ``epoch`` those of ``sampler`` at the time (a worker reads the epoch its copy was
+    made at, when the loader's iterator started, as it reads its own seed from the loader's generator).
+    It keeps the two ints, not the sampler: workers started by ``spawn`` unpickle the dataset, and the
+    sampler's generator would travel as a shared-memory tensor."""
+
+    def __init__(self, dataset, sampler: EpochShuffleSampler):
+        self.dataset, self.seed, self.epoch = dataset, sampler.seed, sampler.epoch
+        sampler.add_epoch_listener(self)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(epoch_seed(self.seed, self.epoch, f"item/{int(i)}"))
+            return self.dataset[i]

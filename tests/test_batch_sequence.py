@@ -75,9 +75,29 @@ def test_the_datamodule_hands_each_rank_its_slice(cifar_root):
         loader_order(32, 2, 0, 0)
 
 
+def test_an_items_augmentation_does_not_depend_on_rank_or_workers(cifar_root):
+    """Random crops/flips are seeded per (seed, epoch, item): the pixels of a step's global batch are the same with
+    1 process and no worker as with 2 ranks reading through a worker each, at every epoch."""
+    def pixels(batch_size, world, rank, workers, epoch):
+        dm = CIFAR10(root=cifar_root, protocol="greedyhash", image_size=8, num_workers=workers, batch_size=batch_size,
+                     normalize="none", verify_checksums=False, train_transform="resize_crop_flip")
+        dm.setup("fit")
+        dm.trainer = SimpleNamespace(world_size=world, global_rank=rank, fit_loop=None)
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        return [b[0] for b in loader]
+
+    for epoch in (0, 1):
+        one = pixels(8, 1, 0, 0, epoch)
+        two = [pixels(4, 2, r, 1, epoch) for r in (0, 1)]
+        assert all(torch.equal(torch.cat([a, b]), o) for a, b, o in zip(*two, one)), f"epoch {epoch}"
+    assert not torch.equal(torch.cat(pixels(8, 1, 0, 0, 0)), torch.cat(pixels(8, 1, 0, 0, 1)))
+
+
 # ---------------------------------------------------------------- the console command, as users type it
 # BiHalfNet: its bi-half split is over the global batch (gathered across ranks), so a step on 2 × 4 images equals one
-# step on the 8 images in one process. SGD: the step is the gradient itself (see tests/test_ddp_training.py).
+# step on the 8 images in one process. SGD: the step is the gradient itself (see tests/test_ddp_training.py). Random
+# crops and flips: an image's augmentation must not depend on which rank reads it.
 CONFIG = """\
 seed_everything: 0
 model:
@@ -87,7 +107,7 @@ model:
 data:
   class_path: CIFAR10
   init_args: {{root: {root}, download: false, verify_checksums: false, protocol: greedyhash, image_size: 16,
-              train_transform: resize, num_workers: 0, batch_size: 8}}
+              train_transform: resize_crop_flip, num_workers: 0, batch_size: 8}}
 trainer:
   accelerator: cpu
   devices: 1
