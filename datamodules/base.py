@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
 
 import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
 import numpy as np
 import torch
 from PIL import Image
@@ -601,6 +602,31 @@ class HashDataModule(L.LightningDataModule):
         items = ds if getattr(ds, "loads_in_process", False) else EpochSeededItems(ds, sampler)
         return self._loader(items, self.batch_size, persistent=False, sampler=sampler, generator=generator,
                             drop_last=True)
+
+    # ------------------------------------------------------------------ checkpoint state
+    def _global_batch_size(self) -> int:
+        world, _ = self._processes()
+        return self.batch_size * (world or 1)
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Saved in every checkpoint: the global batch (``batch_size × world size``) the run trained with."""
+        return {"global_batch_size": self._global_batch_size()}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """On resume: warn when the global batch differs from the checkpoint's, since the batch
+        sequence from here on is then not the uninterrupted run's."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.state.fn != TrainerFn.FITTING:
+            return  # test / predict from a checkpoint: no batch sequence to continue
+        was, now = state_dict.get("global_batch_size"), self._global_batch_size()
+        if was is not None and int(was) != now:
+            world, _ = self._processes()
+            world = world or 1
+            fit = (f"set data.batch_size to {int(was) // world} to continue it" if int(was) % world == 0
+                   else f"{int(was)} images cannot be split evenly over {world} processes")
+            warnings.warn(f"the checkpoint was trained with a global batch of {int(was)} images per step, this run "
+                          f"has {now} (data.batch_size={self.batch_size} × {world} process(es)): from here on it "
+                          f"trains on other batches than the uninterrupted run; {fit}", stacklevel=2)
 
     def query_dataloader(self) -> DataLoader:
         return self._eval_loader("query")

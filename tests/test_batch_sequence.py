@@ -4,6 +4,7 @@ float rounding) and a run resumed on another number of processes continues the s
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -94,6 +95,26 @@ def test_an_items_augmentation_does_not_depend_on_rank_or_workers(cifar_root):
     assert not torch.equal(torch.cat(pixels(8, 1, 0, 0, 0)), torch.cat(pixels(8, 1, 0, 0, 1)))
 
 
+def test_resuming_with_another_global_batch_warns_with_the_batch_size_that_continues_the_run(cifar_root):
+    from lightning.pytorch.trainer.states import TrainerFn
+
+    def dm(batch_size, world, fn=TrainerFn.FITTING):
+        d = CIFAR10(root=cifar_root, protocol="greedyhash", batch_size=batch_size, verify_checksums=False)
+        d.trainer = SimpleNamespace(world_size=world, global_rank=0, state=SimpleNamespace(fn=fn))
+        return d
+
+    saved = dm(8, 1).state_dict()
+    assert saved == {"global_batch_size": 8}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dm(4, 2).load_state_dict(saved)  # the same global batch: the same run
+        dm(32, 2, TrainerFn.TESTING).load_state_dict(saved)  # nothing to continue
+    with pytest.warns(UserWarning, match=r"global batch of 8 images .* has 16 .*set data.batch_size to 4"):
+        dm(8, 2).load_state_dict(saved)
+    with pytest.warns(UserWarning, match="cannot be split evenly over 3 processes"):
+        dm(8, 3).load_state_dict(saved)
+
+
 # ---------------------------------------------------------------- the console command, as users type it
 # BiHalfNet: its bi-half split is over the global batch (gathered across ranks), so a step on 2 × 4 images equals one
 # step on the 8 images in one process. SGD: the step is the gradient itself (see tests/test_ddp_training.py). Random
@@ -117,11 +138,13 @@ trainer:
   enable_model_summary: false
   logger: false
 """
-TWO_PROCESSES = ["--trainer.devices", "2", "--trainer.strategy", "ddp_spawn", "--trainer.accelerator", "cpu",
-                 "--data.batch_size", "4"]
+TWO_PROCESSES = ["--trainer.devices", "2", "--trainer.accelerator", "cpu", "--data.batch_size", "4"]
+# `ddp` (what Lightning uses on a multi-GPU box) through the console hangs before the issue-16 launch fix
+STRATEGIES = ["ddp_spawn", pytest.param("ddp", marks=pytest.mark.skip(reason="enable once `lightning fit ... "
+                                                                      "--trainer.strategy ddp` launches (issue 16)"))]
 
 
-def fit(folder: Path, run_name: str, *args: str) -> None:
+def fit(folder: Path, run_name: str, *args: str) -> str:
     if not LIGHTNING.exists():
         pytest.skip("package not installed with `pip install -e .` (console scripts missing)")
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
@@ -130,6 +153,7 @@ def fit(folder: Path, run_name: str, *args: str) -> None:
                           str(folder / "runs"), "--run_name", run_name, *args],
                          cwd=folder, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
+    return out.stderr
 
 
 def weights(folder: Path, run_name: str) -> dict:
@@ -152,12 +176,18 @@ def runs(cifar_root, tmp_path_factory):
     return folder
 
 
-def test_two_processes_with_half_the_batch_train_the_one_process_run(runs):
-    fit(runs, "two", *TWO_PROCESSES)
-    assert_same_weights(weights(runs, "two"), weights(runs, "one"))
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_two_processes_with_half_the_batch_train_the_one_process_run(runs, strategy):
+    fit(runs, f"two-{strategy}", *TWO_PROCESSES, "--trainer.strategy", strategy)
+    assert_same_weights(weights(runs, f"two-{strategy}"), weights(runs, "one"))
 
 
-def test_a_run_stopped_after_epoch_1_resumed_on_two_processes_ends_as_the_uninterrupted_run(runs):
-    fit(runs, "moved", "--trainer.max_epochs", "1")
-    fit(runs, "moved", *TWO_PROCESSES, "--ckpt_path", "last")
-    assert_same_weights(weights(runs, "moved"), weights(runs, "one"))
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_run_stopped_after_epoch_1_resumed_on_two_processes_ends_as_the_uninterrupted_run(runs, strategy):
+    name = f"moved-{strategy}"
+    fit(runs, name, "--trainer.max_epochs", "1")
+    ckpt = torch.load(runs / "runs" / name / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["CIFAR10"] == {"global_batch_size": 8}  # what a resumed run is checked against
+    stderr = fit(runs, name, *TWO_PROCESSES, "--trainer.strategy", strategy, "--ckpt_path", "last")
+    assert_same_weights(weights(runs, name), weights(runs, "one"))
+    assert "the checkpoint was trained with a global batch" not in stderr  # 4 × 2 = the checkpoint's 8: no warning
