@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
 
 import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_warn
 import numpy as np
 import torch
 from PIL import Image
@@ -624,9 +625,9 @@ class HashDataModule(L.LightningDataModule):
             world = world or 1
             fit = (f"set data.batch_size to {int(was) // world} to continue it" if int(was) % world == 0
                    else f"{int(was)} images cannot be split evenly over {world} processes")
-            warnings.warn(f"the checkpoint was trained with a global batch of {int(was)} images per step, this run "
-                          f"has {now} (data.batch_size={self.batch_size} × {world} process(es)): from here on it "
-                          f"trains on other batches than the uninterrupted run; {fit}", stacklevel=2)
+            rank_zero_warn(f"the checkpoint was trained with a global batch of {int(was)} images per step, this run "
+                           f"has {now} (data.batch_size={self.batch_size} × {world} process(es)): from here on it "
+                           f"trains on other batches than the uninterrupted run; {fit}", category=UserWarning)
 
     def query_dataloader(self) -> DataLoader:
         return self._eval_loader("query")
