@@ -4,7 +4,7 @@ Lightning calls ``set_epoch(epoch)`` on a train loader's sampler before every ep
 run, with the epoch it resumes at). :class:`EpochShuffleSampler` draws that epoch's permutation from
 ``torch.Generator().manual_seed(epoch_seed(seed, epoch, "order"))`` and reseeds the DataLoader's own
 generator, from which the loader draws its worker base seed when an iterator is created, with
-``epoch_seed(seed, epoch, "workers")``. Nothing depends on how many loaders or iterators were made
+``epoch_seed(seed, epoch, "workers")`` (rank 0; other ranks get streams of their own). Nothing depends on how many loaders or iterators were made
 before, so a run resumed at epoch 2 sees the order and augmentation seeds of the uninterrupted run.
 
 Under DDP the permutation is cut into *global* batches of ``batch_size × num_replicas`` consecutive
