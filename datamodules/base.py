@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
 
 import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_warn
 import numpy as np
 import torch
 from PIL import Image
@@ -28,7 +30,7 @@ from . import protocols as P
 from .datasets import ArrayDataset, ImageFileDataset, _SplitDataset
 from .errors import abspath, not_found
 from .lists import CHECK_IMAGES, check_images_exist, list_format, read_list_file
-from .sampling import EpochShuffleSampler
+from .sampling import EpochSeededItems, EpochShuffleSampler
 from .transforms import MultiView, build_transform, is_random, NORMALIZATIONS
 
 #: every split a datamodule can serve (``val_*`` only when it has a validation split)
@@ -125,13 +127,18 @@ class HashDataModule(L.LightningDataModule):
     removes them from the train split. The test queries are never used for validation.
 
     Shuffling: the train order is a function of ``(seed, epoch)`` only (``sampling.py``), so a
-    resumed run replays the uninterrupted run's order; the train loader restarts its workers every
-    epoch so that their augmentation seeds are a function of ``(seed, epoch)`` too.
+    resumed run replays the uninterrupted run's order; an item's random augmentation is a function of
+    ``(seed, epoch, item)`` (whichever worker or rank reads it); the train loader restarts its workers
+    every epoch so that their seeds are a function of ``(seed, epoch)`` too. Under DDP the
+    ranks' batches of a step make up the one-process batch of ``batch_size × world size`` at that
+    step, so the batch sequence does not depend on the number of processes.
 
     Args:
         root: dataset directory (downloads go here; split files go to ``<root>/splits``).
         protocol: protocol name (see ``datamodules.describe()``); None = dataset default.
-        batch_size: train batch size (train loader: shuffled, ``drop_last=True``).
+        batch_size: train batch size per process (train loader: shuffled, ``drop_last=True``); under
+            DDP with W processes one step trains on ``batch_size × W`` images, the batch one process
+            with ``batch_size × W`` sees at that step.
         eval_batch_size: batch size of the query/database loaders; None = ``batch_size``.
         num_workers: DataLoader worker processes (0 for datasets with ``loads_in_process``).
         seed: seed of the split draw, of the validation draw and of the train shuffling (>= 0).
@@ -156,6 +163,10 @@ class HashDataModule(L.LightningDataModule):
         pin_memory: DataLoader ``pin_memory``; None = True when CUDA is available.
         persistent_workers: keep the evaluation loaders' workers alive between epochs (only when
             ``num_workers > 0``; the train loader never does, see "Shuffling").
+        allow_outside_root: read list-file entries whose image lies outside the image root (an
+            absolute path, or ``../`` leading out of it). Off by default: such an entry is an error
+            naming the list file and line, since it usually means a list from another machine
+            (see ``strip_prefix``) or a wrong root.
     """
 
     dataset_name: ClassVar[str] = ""
@@ -197,6 +208,7 @@ class HashDataModule(L.LightningDataModule):
         write_splits: bool = True,
         pin_memory: Optional[bool] = None,
         persistent_workers: bool = True,
+        allow_outside_root: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -242,6 +254,7 @@ class HashDataModule(L.LightningDataModule):
         self.write_splits = bool(write_splits)
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self.persistent_workers = bool(persistent_workers)
+        self.allow_outside_root = bool(allow_outside_root)
         self.check_images = "first"  # file datasets expose it as an init arg
         self.split_file: Optional[str] = None
         self.split_report: Optional[Dict[str, Any]] = None  # list protocols: sizes and overlaps
@@ -369,7 +382,8 @@ class HashDataModule(L.LightningDataModule):
             if not cands:
                 continue
             path = self._find_list(split, cands)
-            ent = read_list_file(path, self.num_classes, image_root, getattr(self, "strip_prefix", None))
+            ent = read_list_file(path, self.num_classes, image_root, getattr(self, "strip_prefix", None),
+                                 allow_outside_root=self.allow_outside_root)
             check_images_exist(
                 ent.paths, ent.origins, self.check_images, image_root,
                 f"{self.display_name} {split} list {path}",
@@ -561,16 +575,59 @@ class HashDataModule(L.LightningDataModule):
         except (AttributeError, TypeError, ValueError):
             return 0
 
+    def _processes(self) -> Tuple[Optional[int], Optional[int]]:
+        """``(world size, rank)`` of the trainer this datamodule is attached to (None = from
+        ``torch.distributed``, or one process)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return None, None
+        return int(trainer.world_size), int(trainer.global_rank)
+
     def train_dataloader(self) -> DataLoader:
+        """Shuffled train batches of ``batch_size`` per process. Under DDP with W processes, step s's
+        batches of all ranks together are step s's batch of one process with ``batch_size × W``
+        (``sampling.py``), so the run trains on the same sequence on any number of processes."""
         ds = self.dataset("train")
-        if len(ds) < self.batch_size:
-            raise ValueError(f"{self.display_name} protocol {self.protocol!r}: the train split has "
-                             f"{len(ds)} images, fewer than batch_size={self.batch_size}; "
-                             f"with drop_last=True no batch would be produced. Lower batch_size.")
+        world, rank = self._processes()
         generator = torch.Generator()
-        sampler = EpochShuffleSampler(ds, self.seed, epoch=self._fit_epoch(), generator=generator)
-        return self._loader(ds, self.batch_size, persistent=False, sampler=sampler, generator=generator,
+        sampler = EpochShuffleSampler(ds, self.seed, epoch=self._fit_epoch(), generator=generator,
+                                      num_replicas=world, rank=rank, batch_size=self.batch_size)
+        if len(ds) < sampler.global_batch_size:
+            per = (f" × {sampler.num_replicas} processes = {sampler.global_batch_size}, one step's batch"
+                   if sampler.num_replicas > 1 else "")
+            raise ValueError(f"{self.display_name} protocol {self.protocol!r}: the train split has "
+                             f"{len(ds)} images, fewer than batch_size={self.batch_size}{per}; "
+                             f"with drop_last=True no batch would be produced. Lower data.batch_size.")
+        # random augmentations seeded per (epoch, item), whoever reads it; datasets read in the main
+        # process (cached features) draw from the process's RNG as before
+        items = ds if getattr(ds, "loads_in_process", False) else EpochSeededItems(ds, sampler)
+        return self._loader(items, self.batch_size, persistent=False, sampler=sampler, generator=generator,
                             drop_last=True)
+
+    # ------------------------------------------------------------------ checkpoint state
+    def _global_batch_size(self) -> int:
+        world, _ = self._processes()
+        return self.batch_size * (world or 1)
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Saved in every checkpoint: the global batch (``batch_size × world size``) the run trained with."""
+        return {"global_batch_size": self._global_batch_size()}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """On resume: warn when the global batch differs from the checkpoint's, since the batch
+        sequence from here on is then not the uninterrupted run's."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.state.fn != TrainerFn.FITTING:
+            return  # test / predict from a checkpoint: no batch sequence to continue
+        was, now = state_dict.get("global_batch_size"), self._global_batch_size()
+        if was is not None and int(was) != now:
+            world, _ = self._processes()
+            world = world or 1
+            fit = (f"set data.batch_size to {int(was) // world} to continue it" if int(was) % world == 0
+                   else f"{int(was)} images cannot be split evenly over {world} processes")
+            rank_zero_warn(f"the checkpoint was trained with a global batch of {int(was)} images per step, this run "
+                           f"has {now} (data.batch_size={self.batch_size} × {world} process(es)): from here on it "
+                           f"trains on other batches than the uninterrupted run; {fit}", category=UserWarning)
 
     def query_dataloader(self) -> DataLoader:
         return self._eval_loader("query")

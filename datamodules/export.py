@@ -15,7 +15,7 @@ from PIL import Image
 
 from .datasets import ImageFileDataset
 from .errors import DatasetFormatError, abspath, not_found
-from .lists import CHECK_IMAGES, check_images_exist, read_list_file
+from .lists import CHECK_IMAGES, LIST_ENCODING, check_images_exist, read_list_file
 
 
 def _image_extensions() -> frozenset:
@@ -34,7 +34,7 @@ def folder_images(folder: str) -> List[str]:
 
 def _num_classes_of(path: str) -> int:
     """Label columns of a list file: the 0/1 tokens that end its first entry."""
-    with open(path, "r", encoding="utf-8") as fh:
+    with open(path, "r", encoding=LIST_ENCODING) as fh:
         for line in fh:
             toks = line.strip().split()
             if not toks or toks[0].startswith("#"):
@@ -53,7 +53,7 @@ def _num_classes_of(path: str) -> int:
 
 def image_dataset(source: str, transform: Optional[Callable], num_classes: Optional[int] = None,
                   image_root: Optional[str] = None, strip_prefix: Optional[str] = None,
-                  check_images: str = "first") -> ImageFileDataset:
+                  check_images: str = "first", allow_outside_root: bool = False) -> ImageFileDataset:
     """Items ``(image, label, index)`` of a list file or of every image in a folder.
 
     Args:
@@ -66,6 +66,8 @@ def image_dataset(source: str, transform: Optional[Callable], num_classes: Optio
         image_root: what list paths are relative to; None = the list's folder.
         strip_prefix: prefix removed from list paths first.
         check_images: ``first`` / ``all`` / ``none`` (list files; see ``check_images_exist``).
+        allow_outside_root: read list entries whose image lies outside ``image_root`` (absolute paths,
+            ``../``); off: such an entry is an error naming the line.
     """
     if check_images not in CHECK_IMAGES:
         raise ValueError(f"check_images must be one of {CHECK_IMAGES}, got {check_images!r}")
@@ -81,7 +83,7 @@ def image_dataset(source: str, transform: Optional[Callable], num_classes: Optio
     elif os.path.isfile(source):
         root = image_root if image_root is not None else os.path.dirname(abspath(source))
         ent = read_list_file(source, int(num_classes) if num_classes else _num_classes_of(source), root,
-                             strip_prefix)
+                             strip_prefix, allow_outside_root=allow_outside_root)
         check_images_exist(ent.paths, ent.origins, check_images, root, f"list {abspath(source)}")
         paths, labels, origins = ent.paths, ent.labels, ent.origins
     else:

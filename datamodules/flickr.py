@@ -23,7 +23,7 @@ import numpy as np
 
 from .base import FileHashDataModule, Pool
 from .errors import DatasetFormatError, abspath, not_found
-from .lists import check_images_exist, read_list_file, warn_unlabeled
+from .lists import LIST_ENCODING, check_images_exist, outside_root_error, read_list_file, under_root, warn_unlabeled
 from .protocols import Protocol, register
 
 CONCEPTS = ("animals", "baby", "bird", "car", "clouds", "dog", "female", "flower", "food", "indoor",
@@ -145,7 +145,7 @@ class Flickr25k(FileHashDataModule):
                             WHERE, missing=missing)
         for j, c in enumerate(CONCEPTS):
             path = os.path.join(ann, c + ".txt")
-            with open(path, "r") as fh:
+            with open(path, "r", encoding=LIST_ENCODING) as fh:
                 for lineno, line in enumerate(fh, 1):
                     s = line.strip()
                     if not s:
@@ -170,10 +170,10 @@ class Flickr25k(FileHashDataModule):
                         (tgt_txt, "one line of 24 space-separated 0/1 labels per image of img.txt")):
             if not os.path.isfile(p):
                 raise not_found(f"Flickr25k Bi-half list {os.path.basename(p)}", p, what, WHERE)
-        with open(img_txt) as fh:
+        with open(img_txt, encoding=LIST_ENCODING) as fh:
             names = [(i, s.strip()) for i, s in enumerate(fh, 1) if s.strip()]
         rows = []
-        with open(tgt_txt) as fh:
+        with open(tgt_txt, encoding=LIST_ENCODING) as fh:
             for lineno, line in enumerate(fh, 1):
                 s = line.split()
                 if not s:
@@ -186,7 +186,10 @@ class Flickr25k(FileHashDataModule):
             raise DatasetFormatError(f"{abspath(img_txt)} has {len(names)} entries but {abspath(tgt_txt)} "
                                      f"has {len(rows)} label lines; they must correspond line by line")
         img_root = abspath(self.image_dir if self.image_dir else os.path.join(self.root, "images"))
-        paths = [os.path.join(img_root, n) for _, n in names]
+        paths = [os.path.normpath(os.path.join(img_root, n)) for _, n in names]
+        outside = [(f"{abspath(img_txt)}:{i}", n, p) for (i, n), p in zip(names, paths) if not under_root(p, img_root)]
+        if outside and not self.allow_outside_root:
+            raise outside_root_error(*outside[0], img_root, more=len(outside) - 1)
         origins = [f"{abspath(img_txt)}:{i}" for i, _ in names]
         return Pool(paths, np.asarray(rows, dtype=np.uint8), class_names=None, origins=origins,
                     order=f"lines of {os.path.basename(img_txt)} / {os.path.basename(tgt_txt)}")
@@ -201,7 +204,7 @@ class Flickr25k(FileHashDataModule):
 
             raise not_found("Flickr25k list file", path, list_format(len(CONCEPTS), img_root), WHERE)
         ent = read_list_file(path, len(CONCEPTS), img_root, self.strip_prefix,
-                             warn_if_unlabeled=not self.drop_unlabeled)
+                             warn_if_unlabeled=not self.drop_unlabeled, allow_outside_root=self.allow_outside_root)
         return Pool(ent.paths, ent.labels, class_names=None, origins=ent.origins,
                     order=f"lines of {os.path.basename(path)}")
 

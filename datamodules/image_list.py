@@ -91,7 +91,8 @@ class ImageList(FileHashDataModule):
         train_in_database: True = train ⊂ database, False = disjoint, None = not checked (a warning
             when the lists break the rule; nothing is dropped).
         description: one line for ``describe()``; None = the list file names.
-        **kwargs: see :class:`~datamodules.base.HashDataModule` (batch_size, seed, val_queries, ...).
+        **kwargs: see :class:`~datamodules.base.HashDataModule` (batch_size, seed, val_queries,
+            allow_outside_root, ...).
     """
 
     list_where_from: ClassVar[str] = ""

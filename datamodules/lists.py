@@ -48,14 +48,48 @@ def _is_bit(tok: str) -> bool:
     return tok in ("0", "1")
 
 
+#: the encoding list files are read with: UTF-8, and a byte-order mark at the start (Windows editors write
+#: one) is dropped instead of becoming part of the first image path
+LIST_ENCODING = "utf-8-sig"
+
+HASHNET_PREFIX = "/home/caozhangjie/run-czj/dataset/coco/"
+
+
+def under_root(path: str, root: str) -> bool:
+    """``path`` lies inside the folder ``root`` (lexically, after normalising ``..``; symlinks inside the
+    root may point anywhere, as data roots often link to shared storage)."""
+    path, root = os.path.normpath(abspath(path)), os.path.normpath(abspath(root))
+    return os.path.commonpath([path, root]) == root
+
+
+def outside_root_error(where: str, entry: str, full: str, root: str, more: int = 0,
+                       option: str = "data.allow_outside_root") -> DatasetFormatError:
+    """The error for a list entry whose image lies outside the image root (``more`` = further such lines)."""
+    if os.path.isabs(entry):
+        what = f"the image path {entry!r} is an absolute path outside the image root {abspath(root)}"
+        fix = (f" Lists written on another machine hold its absolute paths (HashNet's start with "
+               f"{HASHNET_PREFIX!r}): pass strip_prefix=<that prefix> to make them relative to the image root.")
+    else:
+        what = f"the image path {entry!r} resolves to {full}, outside the image root {abspath(root)}"
+        fix = ""
+    others = f" ({more} more line(s) of this list point outside the root too.)" if more else ""
+    return DatasetFormatError(
+        f"{where}: {what}. List paths must lie under the image root.{others}{fix} Fix the list or the root, or "
+        f"set {option}=true to read images outside the root on purpose.")
+
+
 def read_list_file(path: str, num_classes: int, image_root: str,
-                   strip_prefix: Optional[str] = None, warn_if_unlabeled: bool = True) -> ListEntries:
+                   strip_prefix: Optional[str] = None, warn_if_unlabeled: bool = True,
+                   allow_outside_root: bool = False) -> ListEntries:
     """Parse a list file; every problem is a :class:`DatasetFormatError` naming file and line.
-    Rows with no label at all are counted and warned about once (``warn_if_unlabeled``)."""
+    Rows with no label at all are counted and warned about once (``warn_if_unlabeled``). An entry whose
+    image lies outside ``image_root`` (an absolute path, or ``..`` leading out) is an error unless
+    ``allow_outside_root``."""
     path = abspath(path)
     fmt = list_format(num_classes, image_root)
     paths, labels, origins = [], [], []
-    with open(path, "r", encoding="utf-8", errors="strict") as fh:
+    outside = []  # (line, entry, resolved path) of images outside the root
+    with open(path, "r", encoding=LIST_ENCODING, errors="strict") as fh:
         for lineno, raw in enumerate(fh, 1):
             line = raw.strip()
             if not line or line.startswith("#"):
@@ -82,10 +116,14 @@ def read_list_file(path: str, num_classes: int, image_root: str,
             rel = " ".join(head)
             if strip_prefix and rel.startswith(strip_prefix):
                 rel = rel[len(strip_prefix):]
-            full = rel if os.path.isabs(rel) else os.path.join(abspath(image_root), rel)
-            paths.append(os.path.normpath(full))
+            full = os.path.normpath(rel if os.path.isabs(rel) else os.path.join(abspath(image_root), rel))
+            if not allow_outside_root and not under_root(full, image_root):
+                outside.append((where, rel, full))
+            paths.append(full)
             labels.append([int(t) for t in lab])
             origins.append(where)
+    if outside:
+        raise outside_root_error(*outside[0], image_root, more=len(outside) - 1)
     if not paths:
         raise DatasetFormatError(f"{path}: the list is empty. Expected {fmt}.")
     labels = np.asarray(labels, dtype=np.uint8)

@@ -175,7 +175,7 @@ def test_missing_and_corrupt_images(tmp_path):
 def test_coco_bihalf_names_and_hashnet_absolute_prefix(tmp_path):
     write_list_dataset(str(tmp_path), 80, names=BIHALF_COCO_NAMES, prefix="train2014/COCO_",
                        path_prefix_in_list=HASHNET_COCO, train_in_database=False)
-    with pytest.raises(DatasetNotFoundError, match="strip_prefix"):
+    with pytest.raises(DatasetFormatError, match=r"test_coco.txt:1: .* absolute path outside the image root.*strip_prefix"):
         make("coco", tmp_path, strip_prefix=None)
     dm = make("coco", tmp_path)  # the YAML's strip_prefix
     assert (dm.dataset_name, dm.protocol, dm.num_classes, dm.top_k) == ("coco", "hashnet", 80, 5000)
