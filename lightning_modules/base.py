@@ -57,6 +57,7 @@ class HashModule(L.LightningModule):
         optimizer, lr, weight_decay, momentum: the optimiser over the trainable parameters.
         lr_step, lr_decay, lr_step_interval: step decay ``lr·lr_decay^(t // lr_step)`` with t counted in
             epochs or optimiser steps; ``lr_step=None`` keeps the lr constant.
+        nesterov: Nesterov momentum for ``sgd`` (HashNet's official optimiser).
         head_lr_multiplier: lr multiplier of everything after the backbone (DCH's official TF code trains its
             hash layer 10× faster).
         bias_lr_multiplier: lr multiplier of every bias relative to its layer's weights (the official TF DCH
@@ -81,7 +82,8 @@ class HashModule(L.LightningModule):
                  weights_path: Optional[str] = None, freeze: bool = True,
                  freeze_mode: Literal["train", "eval"] = "train",
                  optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd", lr: float = 1e-4,
-                 weight_decay: float = 5e-4, momentum: float = 0.9, lr_step: Optional[int] = None,
+                 weight_decay: float = 5e-4, momentum: float = 0.9, nesterov: bool = False,
+                 lr_step: Optional[int] = None,
                  lr_decay: float = 0.1, lr_step_interval: Literal["epoch", "step"] = "epoch",
                  head_lr_multiplier: float = 1.0, bias_lr_multiplier: float = 1.0):
         super().__init__()
@@ -209,6 +211,8 @@ class HashModule(L.LightningModule):
         kwargs = {"weight_decay": hp.weight_decay}
         if hp.optimizer == "sgd":
             kwargs["momentum"] = hp.momentum
+            if hp.get("nesterov"):  # .get: checkpoints written before the option existed lack it
+                kwargs["nesterov"] = True
         opt = OPTIMIZERS[hp.optimizer](self._param_groups(), lr=hp.lr, **kwargs)
         if hp.lr_step is None:
             return opt
