@@ -6,6 +6,7 @@ import lightning as L
 import pytest
 import torch
 
+from hashbench.cli import connect
 from lightning_modules import DCH, BiHalfNet, CIBHash, GreedyHash
 from lightning_modules.backbones import build_backbone
 from lightning_modules.base import HashModule, NonFiniteLossError
@@ -62,7 +63,7 @@ def _build(name: str, **kw):
 def test_every_registered_method_trains_and_encodes(name):
     model = _build(name)
     data = ViewsToyData(views=model.train_views, top_k=None)
-    model.check_batch_size(data.batch_size)
+    connect(model, data)  # the CLI's hand-over: number of classes (CSQ's centres), batch-size check
     trainer, changed = _fit(model, data)
     assert changed, "no trainable parameter or fitted buffer moved"
     if not model.baseline:
