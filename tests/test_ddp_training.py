@@ -1,6 +1,7 @@
 """Multi-GPU training is the paper's single-GPU recipe: under DDP every batch-level operation (bi-half split, batch-half
-pairs, pairwise Cauchy loss, NT-Xent negatives) sees the global batch, so one step on 2 ranks × B/2 images moves the
-parameters exactly as one step on the same B images in one process (2 CPU processes, gloo)."""
+pairs, pairwise and triplet losses, NT-Xent negatives, DPSH's training-set state) sees the global batch, so one step on
+2 ranks × B/2 images moves the parameters and buffers exactly as one step on the same B images in one process (2 CPU
+processes, gloo). Every registered learned method is checked; a new method is included with no edit here."""
 import os
 import socket
 
@@ -10,7 +11,8 @@ import torch
 import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_modules import DCH, BiHalfNet, CIBHash, GreedyHash
+from lightning_modules import GreedyHash
+from lightning_modules.registry import get_method, method_names
 
 B = 8
 
@@ -33,7 +35,9 @@ class Batch(Dataset):
 
 
 class RankShard(L.LightningDataModule):
-    """Rank r trains on rows [r·B/W, (r+1)·B/W) of the batch: the global batch is the single-process batch."""
+    """Rank r trains on rows [r·B/W, (r+1)·B/W) of the batch: the global batch is the single-process batch. Each
+    rank's loader reads its rows of the whole set, so items carry their index in the train split, as a
+    DistributedSampler's do (DPSH writes its training-set state by that index)."""
 
     def __init__(self, views: int):
         super().__init__()
@@ -41,20 +45,25 @@ class RankShard(L.LightningDataModule):
 
     def train_dataloader(self):
         world, rank = self.trainer.world_size, self.trainer.global_rank
-        shard = Batch(self.views, rank * B // world, (rank + 1) * B // world)
-        return DataLoader(shard, batch_size=len(shard), shuffle=False)
+        rows = list(range(rank * B // world, (rank + 1) * B // world))
+        return DataLoader(Batch(self.views), batch_size=len(rows), sampler=rows, shuffle=False)
 
 
 # SGD: the step is the gradient itself (Adam's and RMSprop's first step divide it by its own magnitude, so an
 # entry of 1e-12 vs -1e-12 from float reordering would move by ±lr and hide what is compared).
 SGD = dict(backbone="tiny_cnn", pretrained=False, freeze=False, optimizer="sgd", lr=0.05)
-METHODS = {
-    "CIBHash": lambda: CIBHash(bits=8, **SGD),
-    "BiHalfNet": lambda: BiHalfNet(bits=8, **SGD),
-    "GreedyHash": lambda: GreedyHash(bits=8, **SGD),
-    "GreedyHash-supervised": lambda: GreedyHash(bits=8, supervised=True, num_classes=4, **SGD),
-    "DCH": lambda: DCH(bits=8, **SGD),
-}
+
+
+def _registered(name: str):
+    def make():
+        model = get_method(name)(bits=8, **SGD)
+        model.set_num_classes(4)  # the CLI's hand-over (CSQ builds its centres from it)
+        return model
+    return make
+
+
+METHODS = {name: _registered(name) for name in method_names() if not get_method(name).baseline}
+METHODS["greedy-supervised"] = lambda: GreedyHash(bits=8, supervised=True, num_classes=4, **SGD)
 
 
 def _one_step(make, devices: int) -> dict:
@@ -69,7 +78,7 @@ def _one_step(make, devices: int) -> dict:
 
 def _rank_main(rank: int, world: int, port: int, out: str) -> None:
     """One process of the 2-process run: Lightning's DDP strategy joins this process group (it launches nothing
-    when LOCAL_RANK is set), so every method runs in the same two processes (one start instead of five)."""
+    when LOCAL_RANK is set), so every method runs in the same two processes (one start instead of one per method)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
                       LOCAL_RANK=str(rank), NODE_RANK="0")
     results = {name: _one_step(make, world) for name, make in METHODS.items()}
