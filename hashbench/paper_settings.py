@@ -70,9 +70,10 @@ METHODS: dict[str, MethodSettings] = {
         "(1e-3 at 16/32 bits), 90 epochs, evaluation every 5",
         epochs=90, batch_size=64, val_every=5),
     "dtsh": MethodSettings(
-        "swuxyj/DeepHash-pytorch@ab14068 (DTSH.py; no official PyTorch code): AlexNet fully trained, RMSprop 1e-5, "
-        "wd 1e-5, batch 128, α 5, λ 1, 150 epochs",
-        epochs=150, batch_size=128, val_every=5),
+        "Minione/DTSH@4be0707 (MatConvNet: DTSH.m, train_triplet.m, update.m): AlexNet (VGG-F there) fully trained, "
+        "SGD lr 5e-4, wd 5e-4, ×2/3 every 20 epochs, batch 128, U of the train set by index, 50×50 triplets per other "
+        "class, margin K/2, η 100, 100 epochs; multi-label data: the swuxyj/DeepHash-pytorch@ab14068 DTSH.py port",
+        epochs=100, batch_size=128, val_every=5),
 }
 
 
@@ -102,6 +103,12 @@ DATASETS: dict[str, DatasetSettings] = {
     }),
     "mnist": DatasetSettings("mnist"),
 }
+# DTSH's official triplet sampling is single-label: on the multi-label datasets its configs use the
+# swuxyj/DeepHash-pytorch port (every triplet of the batch, shared-label similarity) with the port's optimiser.
+for _multi_label in ("nuswide", "flickr", "coco"):
+    DATASETS[_multi_label].per_method["dtsh"] = {
+        "model": {"variant": "port", "optimizer": "rmsprop", "lr": 1e-5, "weight_decay": 1e-5, "lr_step": None},
+        "epochs": 150}
 
 # Frozen-backbone methods run the backbone's deterministic part once per split (callbacks/feature_cache.py). float32
 # keeps training what it is without the cache (to float rounding); a random train augmentation (CIBHash's) stays on

@@ -38,11 +38,11 @@ class CSQ(HashModule):
 
     def __init__(self, bits: int = 64, lam: float = 1e-4, num_classes: Optional[int] = None, center_seed: int = 0,
                  hidden_layers: int = 2, backbone: str = "alexnet", freeze: bool = False,
-                 optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam", lr: float = 1e-6,
-                 weight_decay: float = 0.0, head_lr_multiplier: float = 100.0, lr_step: Optional[int] = 10,
+                 optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam", lr: float = 1e-4,
+                 weight_decay: float = 0.0, backbone_lr_multiplier: float = 0.01, lr_step: Optional[int] = 10,
                  lr_decay: float = 0.7, **kwargs):
         super().__init__(bits=bits, backbone=backbone, freeze=freeze, optimizer=optimizer, lr=lr,
-                         weight_decay=weight_decay, head_lr_multiplier=head_lr_multiplier, lr_step=lr_step,
+                         weight_decay=weight_decay, backbone_lr_multiplier=backbone_lr_multiplier, lr_step=lr_step,
                          lr_decay=lr_decay, **kwargs)
         dim = self.backbone.out_dim
         self.head = mlp_head(dim, [dim] * hidden_layers, bits)

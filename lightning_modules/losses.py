@@ -477,3 +477,41 @@ def dtsh_loss(u: torch.Tensor, labels: torch.Tensor, alpha: float = 5.0, lam: fl
     triplet = (per_anchor * valid).sum() / valid.sum().clamp(min=1)
     quantization = (u - u.detach().sign()).pow(2).mean()
     return {"loss": triplet + lam * quantization, "triplet": triplet, "quantization": quantization}
+
+
+def dtsh_sampled_loss(
+    u: torch.Tensor,
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    valid: torch.Tensor,
+    margin: float,
+    eta: float,
+    num_train: int,
+) -> Dict[str, torch.Tensor]:
+    """DTSH as the authors' MatConvNet code trains it: anchors of the batch against stored rows of the train set.
+
+    ``u`` (n, K) anchors; for each anchor and each of G other classes, ``pos`` (n, G, M1, K) stored outputs of
+    same-class images and ``neg`` (n, G, M2, K) of that other class (no gradient), ``valid`` (n, G) which groups
+    exist. ``t_iapq = u_i . pos_iap / 2 - u_i . neg_iaq / 2 - margin`` over all M1 x M2 combinations::
+
+        loss = (2 sum_valid softplus(-t) + 2 eta sum_i |u_i - sign u_i|^2) / (n N)
+
+    whose gradient is the code's hand-written ``dJdU = (1 - sigmoid(T)) (U_p - U_n) - 4 eta (U0 - sign U0)``
+    divided by ``batch_size * N`` in ``update.m`` (gradient ascent there, descent here). Reported terms: ``triplet``
+    = mean of -log sigmoid(t) over the valid triplets (the code's printed likelihood loss), ``quantization`` =
+    ``sum |u - sign u|^2 / n`` (its printed qloss). Source: ``Minione/DTSH@4be0707:train_triplet.m``, ``update.m``.
+    """
+    if u.dim() != 2 or pos.dim() != 4 or neg.dim() != 4 or pos.shape[:2] != valid.shape or neg.shape[:2] != valid.shape:
+        raise ValueError("dtsh_sampled_loss expects u (n, K), pos (n, G, M1, K), neg (n, G, M2, K), valid (n, G).")
+    theta_p = torch.einsum("nk,ngak->nga", u, pos.detach()) / 2
+    theta_n = torch.einsum("nk,ngbk->ngb", u, neg.detach()) / 2
+    t = theta_p[:, :, :, None] - theta_n[:, :, None, :] - margin
+    per = F.softplus(-t) * valid.to(u.dtype)[:, :, None, None]
+    quant = (u - u.detach().sign()).pow(2).sum()
+    n = u.shape[0]
+    loss = (2 * per.sum() + 2 * eta * quant) / (n * num_train)
+    count = valid.sum() * t.shape[2] * t.shape[3]
+    return {"loss": loss, "triplet": per.sum().detach() / count.clamp(min=1), "quantization": quant.detach() / n}
+
+
+__all__ += ["dtsh_sampled_loss"]

@@ -64,6 +64,7 @@ def _registered(name: str):
 
 METHODS = {name: _registered(name) for name in method_names() if not get_method(name).baseline}
 METHODS["greedy-supervised"] = lambda: GreedyHash(bits=8, supervised=True, num_classes=4, **SGD)
+METHODS["dtsh-port"] = lambda: get_method("dtsh")(bits=8, variant="port", **SGD)  # all triplets of the batch
 
 
 def _one_step(make, devices: int) -> dict:

@@ -84,8 +84,10 @@ METHODS = {
     # it in 15 epochs (mAP 0.21 vs LSH 0.21; SGD 0.37)
     "DPSH": lambda: DPSH(bits=BITS, backbone="mobilenet_v2", freeze=True, lr_step=None),
     "CSQ": lambda: CSQ(bits=BITS, num_classes=10, backbone="mobilenet_v2", freeze=True, optimizer="adam", lr=1e-3,
-                       lr_step=None, head_lr_multiplier=1.0),
-    "DTSH": lambda: DTSH(bits=BITS, backbone="mobilenet_v2", freeze=True, optimizer="adam", lr=1e-3),
+                       lr_step=None),
+    # the official sampled triplets with 20 × 20 rows per other class instead of 50 × 50: same signal, 3× faster
+    "DTSH": lambda: DTSH(bits=BITS, backbone="mobilenet_v2", freeze=True, optimizer="adam", lr=1e-3, lr_step=None,
+                         positives=20, negatives=20),
 }
 RESULTS: dict[str, float] = {}
 

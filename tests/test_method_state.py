@@ -1,4 +1,5 @@
-"""Methods with training state beyond their weights (DPSH's U/B/Y of the whole train set, CSQ's hash centres) save it
+"""Methods with training state beyond their weights (DPSH's and DTSH's U/B/Y of the whole train set, DTSH's triplet
+draws, CSQ's hash centres) save it
 in checkpoints and restore it: a run stopped after epoch 1 and resumed equals the uninterrupted run, weights and
 state alike, and ``load_from_checkpoint`` gives the state back."""
 import lightning as L
@@ -32,6 +33,7 @@ def _fit(name, data, epochs, tmp, ckpt_path=None, **kw):
 
 
 @pytest.mark.parametrize("name,kw,classes,state", [("dpsh", {}, 4, ("U", "B", "Y")),
+                                                    ("dtsh", {"positives": 3, "negatives": 2}, 4, ("U", "B", "Y")),
                                                     ("csq", {"center_seed": 3}, 40, ("centers", "random_center"))])
 def test_resumed_run_equals_the_uninterrupted_one_with_its_state(name, kw, classes, state, tmp_path):
     data = OrderedToyData(n_train=48, num_classes=classes)
@@ -44,7 +46,7 @@ def test_resumed_run_equals_the_uninterrupted_one_with_its_state(name, kw, class
     resumed, _ = _fit(name, data, 2, tmp_path / "resumed", ckpt_path=str(first), **other)
     for k, v in whole.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0, msg=k)
-    if name == "dpsh":  # every training image has its row, written by index
+    if name in ("dpsh", "dtsh"):  # every training image has its row, written by index
         assert whole.U.shape == (48, 16) and (whole.U.abs().sum(1) > 0).all()
         assert torch.equal(whole.B, torch.sign(whole.U)) and torch.equal(whole.Y, data.train_set.labels)
     else:  # 40 classes > 2·16: 32 Hadamard rows and 8 seeded Bernoulli rows, another seed gives others
@@ -52,7 +54,7 @@ def test_resumed_run_equals_the_uninterrupted_one_with_its_state(name, kw, class
                                                                 **TINY).centers)
 
 
-@pytest.mark.parametrize("name,classes", [("dpsh", 4), ("csq", 40)])
+@pytest.mark.parametrize("name,classes", [("dpsh", 4), ("dtsh", 4), ("csq", 40)])
 def test_load_from_checkpoint_restores_the_state(name, classes, tmp_path):
     data = OrderedToyData(n_train=48, num_classes=classes)
     model, last = _fit(name, data, 1, tmp_path)

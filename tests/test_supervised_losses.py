@@ -225,3 +225,58 @@ def test_dtsh_batch_without_negatives_has_only_the_quantization_term():
     terms = dtsh_loss(u, y, lam=1.0)
     assert float(terms["triplet"]) == 0.0
     assert float(terms["loss"]) == pytest.approx((0.25 + 1.0 + 0.0 + 0.0) / 4)
+
+
+# ============================================================================================ DTSH (MatConvNet code)
+def test_dtsh_sampled_loss_gradient_is_the_official_hand_written_one():
+    """train_triplet.m: T = U_a.U_p/2 - U_a.U_n/2 - margin, A = 1 - sigmoid(T),
+    dJdU = sum A (U_p - U_n) - 4 eta (U0 - sign U0), and update.m divides by batch_size * N (ascent)."""
+    g = torch.Generator().manual_seed(4)
+    n, groups, m1, m2, k, big_n, margin, eta = 2, 2, 3, 2, 4, 7, 2.0, 0.5
+    u = torch.randn(n, k, generator=g, dtype=D)
+    pos = torch.randn(n, groups, m1, k, generator=g, dtype=D)
+    neg = torch.randn(n, groups, m2, k, generator=g, dtype=D)
+    valid = torch.tensor([[True, False], [True, True]])
+    un, pn, nn_ = u.numpy(), pos.numpy(), neg.numpy()
+    djdu = np.zeros((n, k))
+    nll, count = 0.0, 0
+    for i in range(n):
+        for gi in range(groups):
+            if not valid[i, gi]:
+                continue
+            for a in range(m1):
+                for b in range(m2):
+                    t = float(np.dot(un[i], pn[i, gi, a])) / 2 - float(np.dot(un[i], nn_[i, gi, b])) / 2 - margin
+                    nll += -math.log(_sigmoid(t))
+                    count += 1
+                    djdu[i] += (1 - _sigmoid(t)) * (pn[i, gi, a] - nn_[i, gi, b])
+        djdu[i] -= 4 * eta * (un[i] - np.sign(un[i]))
+    u.requires_grad_(True)
+    from lightning_modules.losses import dtsh_sampled_loss
+    terms = dtsh_sampled_loss(u, pos, neg, valid, margin, eta, big_n)
+    terms["loss"].backward()
+    np.testing.assert_allclose(u.grad.numpy(), -djdu / (n * big_n), rtol=1e-10, atol=1e-14)
+    assert float(terms["triplet"]) == pytest.approx(nll / count, rel=1e-10)
+    assert float(terms["quantization"]) == pytest.approx(((un - np.sign(un)) ** 2).sum() / n, rel=1e-12)
+
+
+def test_dtsh_triplet_rows_come_from_the_right_classes_outside_the_batch():
+    from lightning_modules.dtsh import sample_triplet_rows
+    eye = torch.eye(3)
+    seen = eye[[0, 0, 1, 1, 2, 0, 1]]  # train rows 0..6 by class
+    seen[6] = 0                        # row 6 not seen yet
+    labels, index = eye[[0, 1]], torch.tensor([0, 2])  # the batch: row 0 (class 0), row 2 (class 1)
+    pos, neg, valid = sample_triplet_rows(labels, index, seen, 4, 3, torch.Generator().manual_seed(0))
+    assert pos.shape == (2, 2, 4) and neg.shape == (2, 2, 3) and valid.all()
+    assert set(pos[0].flatten().tolist()) <= {1, 5} and set(neg[0, 0].tolist()) == {3}   # class 1: only row 3
+    assert set(neg[0, 1].tolist()) == {4}                                                 # class 2: row 4
+    assert set(pos[1].flatten().tolist()) == {3}                                          # class 1 outside the batch
+    assert set(neg[1, 0].tolist()) <= {1, 5} and set(neg[1, 1].tolist()) == {4}
+    again = sample_triplet_rows(labels, index, seen, 4, 3, torch.Generator().manual_seed(0))
+    assert all(torch.equal(x, y) for x, y in zip((pos, neg, valid), again))
+    no_class_2 = seen.clone()
+    no_class_2[4] = 0
+    _, _, valid = sample_triplet_rows(labels, index, no_class_2, 4, 3, torch.Generator().manual_seed(0))
+    assert valid.tolist() == [[True, False], [True, False]]
+    with pytest.raises(ValueError, match="single-label"):
+        sample_triplet_rows(torch.tensor([[1., 1., 0.], [0., 1., 0.]]), index, seen, 4, 3, torch.Generator())
