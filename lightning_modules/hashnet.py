@@ -80,5 +80,5 @@ class HashNet(HashModule):
             loss = hashnet_loss(u[:n], u[n:], labels[:n], labels[n:], alpha, hp.class_num, hp.threshold, hp.weighting)
         else:
             loss = hashnet_loss(u, u, labels, labels, alpha, hp.class_num, hp.threshold, hp.weighting)
-        self.log_terms({"loss": loss, "beta": torch.tensor(beta)}, batch_size=len(images))
+        self.log_terms({"loss": loss, "beta": beta}, batch_size=len(images))
         return loss
