@@ -29,6 +29,9 @@ class MethodSettings:
     select_on_validation: bool = False
     #: epochs that depend on the code length (CIBHash: ≥ 80 at 16 bits; GreedyHash: 300 at 16 bits)
     epochs_at_bits: dict = field(default_factory=dict)
+    #: an official schedule counted in iterations (HashNet: 10,000): training stops there; ``epochs=-1`` then means
+    #: "as many epochs as that takes"
+    max_steps: Optional[int] = None
 
 
 METHODS: dict[str, MethodSettings] = {
@@ -52,6 +55,25 @@ METHODS: dict[str, MethodSettings] = {
                           "pass over the train split", epochs=1, batch_size=256, val_every=1),
     "itq": MethodSettings("PCA + 50 iterations of orthogonal rotation (Gong & Lazebnik, CVPR 2011, ITQ.m), fitted in "
                           "one pass over the train split", epochs=1, batch_size=256, val_every=1),
+    "hashnet": MethodSettings(
+        "thuml/HashNet@85387b8 (pytorch/src/train.py, loss.py, network.py): AlexNet fully trained, SGD lr 3e-4 "
+        "(README), momentum 0.9, Nesterov, wd 5e-4, hash layer ×10, lr ×0.5 every 2,000 iterations, batch 2×36 "
+        "paired across halves, α 10/K, class_num 1, β = (1 + 0.005·t)^0.5 every 200 iterations, 10,000 iterations",
+        epochs=-1, batch_size=72, val_every=5, max_steps=10000),
+    "dpsh": MethodSettings(
+        "jiangqy/DPSH-pytorch@0423181 (DPSH_CIFAR_10.py): AlexNet fully trained, SGD lr 0.05 (no momentum), wd 1e-5, "
+        "batch 128, λ 10, U and B of the whole train set by index, 150 epochs, lr ×0.1 every 50",
+        epochs=150, batch_size=128, val_every=5),
+    "csq": MethodSettings(
+        "yuanli2333/Hadamard-Matrix-for-hashing@55cab00 (train.py, network.py; README AlexNet commands): Adam, hash "
+        "layers lr 1e-4, backbone ×0.01, lr ×0.7 every 10 epochs, batch 64, Hadamard/Bernoulli centres, λ 1e-4 "
+        "(1e-3 at 16/32 bits), 90 epochs, evaluation every 5",
+        epochs=90, batch_size=64, val_every=5),
+    "dtsh": MethodSettings(
+        "Minione/DTSH@4be0707 (MatConvNet: DTSH.m, train_triplet.m, update.m): AlexNet (VGG-F there) fully trained, "
+        "SGD lr 5e-4, wd 5e-4, ×2/3 every 20 epochs, batch 128, U of the train set by index, 50×50 triplets per other "
+        "class, margin K/2, η 100, 100 epochs; multi-label data: the swuxyj/DeepHash-pytorch@ab14068 DTSH.py port",
+        epochs=100, batch_size=128, val_every=5),
 }
 
 
@@ -81,6 +103,12 @@ DATASETS: dict[str, DatasetSettings] = {
     }),
     "mnist": DatasetSettings("mnist"),
 }
+# DTSH's official triplet sampling is single-label: on the multi-label datasets its configs use the
+# swuxyj/DeepHash-pytorch port (every triplet of the batch, shared-label similarity) with the port's optimiser.
+for _multi_label in ("nuswide", "flickr", "coco"):
+    DATASETS[_multi_label].per_method["dtsh"] = {
+        "model": {"variant": "port", "optimizer": "rmsprop", "lr": 1e-5, "weight_decay": 1e-5, "lr_step": None},
+        "epochs": 150}
 
 # Frozen-backbone methods run the backbone's deterministic part once per split (callbacks/feature_cache.py). float32
 # keeps training what it is without the cache (to float rounding); a random train augmentation (CIBHash's) stays on
@@ -114,8 +142,11 @@ def trainer_block(name: str, *, select: bool, epochs: int) -> dict:
     if select:  # the official code keeps its best epoch on validation queries, never on the test queries
         callbacks.append({"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                           "init_args": {"monitor": "val/mAP", "mode": "max", "filename": "best-{epoch}"}})
-    return {"max_epochs": epochs, "check_val_every_n_epoch": m.val_every, "num_sanity_val_steps": 0,
-            "logger": copy.deepcopy(W_AND_B), "callbacks": callbacks}
+    block = {"max_epochs": epochs, "check_val_every_n_epoch": m.val_every, "num_sanity_val_steps": 0,
+             "logger": copy.deepcopy(W_AND_B), "callbacks": callbacks}
+    if m.max_steps is not None:
+        block["max_steps"] = m.max_steps
+    return block
 
 
 def method_config(name: str, dataset: Optional[str] = None, *, protocol_settings: bool = True,

@@ -57,8 +57,11 @@ class HashModule(L.LightningModule):
         optimizer, lr, weight_decay, momentum: the optimiser over the trainable parameters.
         lr_step, lr_decay, lr_step_interval: step decay ``lr·lr_decay^(t // lr_step)`` with t counted in
             epochs or optimiser steps; ``lr_step=None`` keeps the lr constant.
+        nesterov: Nesterov momentum for ``sgd`` (HashNet's official optimiser).
         head_lr_multiplier: lr multiplier of everything after the backbone (DCH's official TF code trains its
             hash layer 10× faster).
+        backbone_lr_multiplier: lr multiplier of the backbone (CSQ's official ``--multi_lr`` 0.01: ``lr`` is then the
+            hash layers' rate, as in its command lines).
         bias_lr_multiplier: lr multiplier of every bias relative to its layer's weights (the official TF DCH
             uses 2: biases of conv1–fc7 at 2×, the hash layer's bias at 20× = 10 × 2).
     """
@@ -81,9 +84,11 @@ class HashModule(L.LightningModule):
                  weights_path: Optional[str] = None, freeze: bool = True,
                  freeze_mode: Literal["train", "eval"] = "train",
                  optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd", lr: float = 1e-4,
-                 weight_decay: float = 5e-4, momentum: float = 0.9, lr_step: Optional[int] = None,
+                 weight_decay: float = 5e-4, momentum: float = 0.9, nesterov: bool = False,
+                 lr_step: Optional[int] = None,
                  lr_decay: float = 0.1, lr_step_interval: Literal["epoch", "step"] = "epoch",
-                 head_lr_multiplier: float = 1.0, bias_lr_multiplier: float = 1.0):
+                 head_lr_multiplier: float = 1.0, bias_lr_multiplier: float = 1.0,
+                 backbone_lr_multiplier: float = 1.0):
         super().__init__()
         if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= 4096:
             raise ValueError(f"bits must be an integer code length between 1 and 4096, got {bits!r} (option model.bits)")
@@ -199,7 +204,8 @@ class HashModule(L.LightningModule):
         by_lr: dict[float, list] = {}
         for name, p in self.named_parameters():
             if p.requires_grad:
-                lr = hp.lr * (1.0 if name.startswith("backbone.") else hp.head_lr_multiplier)
+                backbone = hp.get("backbone_lr_multiplier", 1.0)  # .get: checkpoints from before the option
+                lr = hp.lr * (backbone if name.startswith("backbone.") else hp.head_lr_multiplier)
                 lr *= hp.bias_lr_multiplier if name.endswith("bias") else 1.0
                 by_lr.setdefault(lr, []).append(p)
         return [{"params": params, "lr": lr} for lr, params in sorted(by_lr.items())]
@@ -209,6 +215,8 @@ class HashModule(L.LightningModule):
         kwargs = {"weight_decay": hp.weight_decay}
         if hp.optimizer == "sgd":
             kwargs["momentum"] = hp.momentum
+            if hp.get("nesterov"):  # .get: checkpoints written before the option existed lack it
+                kwargs["nesterov"] = True
         opt = OPTIMIZERS[hp.optimizer](self._param_groups(), lr=hp.lr, **kwargs)
         if hp.lr_step is None:
             return opt

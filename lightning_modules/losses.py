@@ -291,3 +291,227 @@ def dch_loss(
         raise ValueError(f"variant must be 'paper' or 'thulab', got {variant!r}.")
     return {"loss": terms["cauchy"] + weight * terms["quantization"], **terms}
 
+
+
+# --------------------------------------------------------------------------------------------------
+# HashNet, DPSH, CSQ, DTSH (supervised; sources named per function, docs/methods.md compares them)
+# --------------------------------------------------------------------------------------------------
+__all__ += [
+    "hashnet_loss",
+    "dpsh_loss",
+    "hadamard",
+    "csq_hash_centers",
+    "csq_label_centers",
+    "csq_loss",
+    "dtsh_loss",
+]
+
+
+def hashnet_loss(
+    u1: torch.Tensor,
+    u2: torch.Tensor,
+    y1: torch.Tensor,
+    y2: torch.Tensor,
+    alpha: float,
+    class_num: float = 1.0,
+    threshold: float = 15.0,
+    weighting: str = "official",
+) -> torch.Tensor:
+    """HashNet's weighted pairwise cross-entropy between the rows of ``u1`` and the rows of ``u2``.
+
+    With ``s_ij = 1[y1_i . y2_j > 0]`` and ``d_ij = alpha * u1_i . u2_j`` (``u`` = tanh(beta h), computed by the
+    caller), the per-pair loss is ``l_ij = log(1 + exp(d_ij)) - s_ij d_ij``.
+
+    ``weighting="official"`` -- ``thuml/HashNet@85387b8:pytorch/src/loss.py: pairwise_loss`` (what ``train.py``
+    calls): where ``d > threshold`` the log-sum is replaced by its asymptote, ``l = (1 - s) d``; similar pairs are
+    weighted by ``class_num`` (the ``--class_num`` "positive/negative balance weight"), dissimilar pairs by 1::
+
+        loss = (class_num * sum_{s=1} l + sum_{s=0} l) / (class_num |S1| + |S0|)
+
+    ``weighting="paper"`` -- the paper's eq. 2 weights as in ``pairwise_loss_updated`` (same file, unused by
+    ``train.py``) and ``swuxyj/DeepHash-pytorch@ab14068:HashNet.py: HashNetLoss``: ``w = |S|/|S1|`` on similar
+    and ``|S|/|S0|`` on dissimilar pairs, ``loss = sum w l / |S|`` with the exact (stable) log-sum; an empty
+    S1 or S0 gets weight 1 (the clamped count) instead of the division by zero.
+    """
+    if u1.dim() != 2 or u2.dim() != 2 or u1.shape[1] != u2.shape[1]:
+        raise ValueError(f"hashnet_loss expects (N, K) and (M, K) outputs, got {tuple(u1.shape)} and {tuple(u2.shape)}.")
+    if y1.shape[0] != u1.shape[0] or y2.shape[0] != u2.shape[0]:
+        raise ValueError("hashnet_loss: each output block needs one label row per output row.")
+    s = (y1.float() @ y2.float().t() > 0).to(u1.dtype)
+    d = alpha * (u1 @ u2.t())
+    if weighting == "official":
+        exact = torch.log1p(torch.exp(d.clamp(max=threshold))) - s * d  # clamp: no overflow in the unused branch
+        pair = torch.where(d > threshold, d * (1 - s), exact)
+        weight = s * class_num + (1 - s)
+        return (pair * weight).sum() / (class_num * s.sum() + (1 - s).sum())
+    if weighting == "paper":
+        pair = F.softplus(d) - s * d
+        n_all, n_sim = s.numel(), s.sum()
+        weight = s * n_all / n_sim.clamp(min=1) + (1 - s) * n_all / (n_all - n_sim).clamp(min=1)
+        return (pair * weight).sum() / n_all
+    raise ValueError(f"weighting must be 'official' or 'paper', got {weighting!r}.")
+
+
+def dpsh_loss(
+    u: torch.Tensor,
+    codes_u: torch.Tensor,
+    similarity: torch.Tensor,
+    b: torch.Tensor,
+    lam: float = 10.0,
+) -> Dict[str, torch.Tensor]:
+    """DPSH: pairwise likelihood of the batch against every training row + the quantization term.
+
+    ``u`` (n, K) the batch outputs, ``codes_u`` (N, K) the outputs of the whole training set kept by index (the
+    batch's own rows already written, no gradient), ``similarity`` (n, N) ``s_ij = 1[y_i . Y_j > 0]``, ``b`` (n, K)
+    the batch's binary codes ``sign(u)`` (no gradient). With ``theta_ij = u_i . U_j / 2``::
+
+        likelihood   = sum_ij [log(1 + exp(theta_ij)) - s_ij theta_ij] / (N n)
+        quantization = sum_i |b_i - u_i|^2 / (N n)
+        loss = likelihood + lam * quantization
+
+    Source: ``jiangqy/DPSH-pytorch@0423181:DPSH_CIFAR_10.py: DPSH_algo`` (``theta_x``, ``Logtrick``, ``logloss``,
+    ``regterm``, both divided by ``num_train * len(train_label)``; ``lamda`` 10 in ``DPSH_CIFAR_10_demo.py``).
+    Rows of U not yet seen are zero, as there: they add log 2 each and no gradient. The DeepHash-pytorch port
+    (``DPSH.py``) takes means instead and weights ``(u - sign u)^2`` averaged over the bits by 0.1.
+    """
+    if u.dim() != 2 or codes_u.dim() != 2 or u.shape[1] != codes_u.shape[1]:
+        raise ValueError(f"dpsh_loss expects u (n, K) and codes_u (N, K), got {tuple(u.shape)} and {tuple(codes_u.shape)}.")
+    if similarity.shape != (u.shape[0], codes_u.shape[0]) or b.shape != u.shape:
+        raise ValueError("dpsh_loss: similarity must be (n, N) and b (n, K).")
+    norm = codes_u.shape[0] * u.shape[0]
+    theta = u @ codes_u.detach().t() / 2
+    likelihood = (F.softplus(theta) - similarity * theta).sum() / norm
+    quantization = (b.detach() - u).pow(2).sum() / norm
+    return {"loss": likelihood + lam * quantization, "likelihood": likelihood, "quantization": quantization}
+
+
+def hadamard(n: int) -> torch.Tensor:
+    """The n x n Sylvester Hadamard matrix (``n`` a power of 2), ``H_2n = [[H, H], [H, -H]]``, as
+    ``scipy.linalg.hadamard`` builds it."""
+    if n < 1 or n & (n - 1):
+        raise ValueError(f"a Sylvester Hadamard matrix needs a power of 2, got {n}.")
+    h = torch.ones(1, 1)
+    while h.shape[0] < n:
+        h = torch.cat((torch.cat((h, h), 1), torch.cat((h, -h), 1)), 0)
+    return h
+
+
+def csq_hash_centers(num_classes: int, bits: int, generator: torch.Generator, tries: int = 20) -> torch.Tensor:
+    """CSQ's hash centres (``num_classes``, ``bits``) in {-1, +1}.
+
+    Rows of ``[H_K; -H_K]`` (K = ``bits`` a power of 2) for the first ``min(C, 2K)`` classes; every further class
+    (or all classes when K is not a power of 2) gets a Bernoulli centre with exactly K/2 entries -1, redrawn up to
+    ``tries`` times until the smallest pairwise Hamming distance exceeds K/4 and the mean reaches K/2.
+    Source: ``swuxyj/DeepHash-pytorch@ab14068:CSQ.py: CSQLoss.get_hash_targets`` (the official repo
+    ``yuanli2333/Hadamard-Matrix-for-hashing@55cab00`` ships the centres as .pkl files made the same way,
+    ``Tutorial_ hash_center_generation.ipynb``). ``generator`` makes them reproducible (a model's seed).
+    """
+    power_of_two = bits >= 1 and not bits & (bits - 1)
+    first = hadamard(bits) if power_of_two else torch.empty(0, bits)
+    first = torch.cat((first, -first), 0)[:num_classes]
+    centers = torch.empty(num_classes, bits)
+    centers[: len(first)] = first
+    if len(first) == num_classes:
+        return centers
+    for _ in range(tries):
+        for c in range(len(first), num_classes):
+            row = torch.ones(bits)
+            row[torch.randperm(bits, generator=generator)[: bits // 2]] = -1
+            centers[c] = row
+        dist = (centers[:, None, :] != centers[None, :, :]).sum(-1).float()
+        pairs = dist[torch.triu(torch.ones(num_classes, num_classes, dtype=torch.bool), diagonal=1)]
+        if pairs.numel() == 0 or (pairs.min() > bits / 4 and pairs.mean() >= bits / 2):
+            break
+    return centers
+
+
+def csq_label_centers(labels: torch.Tensor, centers: torch.Tensor, random_center: torch.Tensor) -> torch.Tensor:
+    """Each sample's target centre: the sign of the sum of its labels' centres; a 0 (a tie, or no label) takes
+    the bit of the fixed ``random_center``. One-hot labels give their class centre; 1-D labels index ``centers``.
+
+    Source: ``yuanli2333/Hadamard-Matrix-for-hashing@55cab00:train.py: Hash_center_multilables`` (sign of the
+    mean, zeros from one fixed random {-1, +1} vector) = ``DeepHash-pytorch CSQ.py: label2center``.
+    """
+    if labels.dim() == 1:
+        return centers[labels.long()]
+    total = labels.to(centers.dtype) @ centers
+    return torch.where(total > 0, 1.0, torch.where(total < 0, -1.0, random_center.expand_as(total))).to(centers.dtype)
+
+
+def csq_loss(u: torch.Tensor, target: torch.Tensor, lam: float = 1e-4) -> Dict[str, torch.Tensor]:
+    """Central Similarity Quantization: ``BCE((u + 1)/2, (c + 1)/2) + lam * mean((|u| - 1)^2)``.
+
+    ``u`` are tanh outputs, ``target`` the (B, K) centres of :func:`csq_label_centers`. BCE is
+    ``nn.BCELoss`` (mean over B*K entries, logs clamped at -100). Source:
+    ``yuanli2333/Hadamard-Matrix-for-hashing@55cab00:train.py: train`` (``center_loss``, ``Q_loss``; the pairwise
+    term has ``--lambda1 0`` in every README command, so it is left out).
+    """
+    if u.shape != target.shape:
+        raise ValueError(f"csq_loss expects outputs and centres of equal shape, got {tuple(u.shape)} and {tuple(target.shape)}.")
+    center = F.binary_cross_entropy(0.5 * (u + 1), 0.5 * (target.to(u.dtype) + 1))
+    quantization = (u.abs() - 1).pow(2).mean()
+    return {"loss": center + lam * quantization, "center": center, "quantization": quantization}
+
+
+def dtsh_loss(u: torch.Tensor, labels: torch.Tensor, alpha: float = 5.0, lam: float = 1.0) -> Dict[str, torch.Tensor]:
+    """DTSH triplet likelihood over every triplet of the batch + quantization.
+
+    With ``theta = u u^T`` and ``s_ij = 1[y_i . y_j > 0]`` (the anchor is its own positive, as in the port), for
+    every anchor i with at least one positive and one negative::
+
+        l_i = mean_{p: s_ip = 1, n: s_in = 0} -(t - log(1 + exp(t))),  t = clamp(theta_ip - theta_in - alpha, -100, 50)
+
+    ``triplet = mean_i l_i`` over those anchors (0 if none), ``quantization = mean((u - sign u)^2)``,
+    ``loss = triplet + lam * quantization``. Source: ``swuxyj/DeepHash-pytorch@ab14068:DTSH.py: DTSHLoss``
+    (alpha 5, lambda 1); the paper (Wang et al., ACCV 2016) samples triplets instead of taking them all.
+    """
+    if u.dim() != 2 or labels.shape[0] != u.shape[0]:
+        raise ValueError(f"dtsh_loss expects u (B, K) and one label row per output row, got {tuple(u.shape)}.")
+    s = pair_similarity(labels).bool()
+    theta = u @ u.t()
+    t = (theta[:, :, None] - theta[:, None, :] - alpha).clamp(min=-100, max=50)  # [anchor, positive, negative]
+    mask = (s[:, :, None] & ~s[:, None, :]).to(u.dtype)
+    count = mask.sum(dim=(1, 2))
+    per_anchor = (F.softplus(-t) * mask).sum(dim=(1, 2)) / count.clamp(min=1)  # -(t - log(1+e^t)) = softplus(-t)
+    valid = (count > 0).to(u.dtype)
+    triplet = (per_anchor * valid).sum() / valid.sum().clamp(min=1)
+    quantization = (u - u.detach().sign()).pow(2).mean()
+    return {"loss": triplet + lam * quantization, "triplet": triplet, "quantization": quantization}
+
+
+def dtsh_sampled_loss(
+    u: torch.Tensor,
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    valid: torch.Tensor,
+    margin: float,
+    eta: float,
+    num_train: int,
+) -> Dict[str, torch.Tensor]:
+    """DTSH as the authors' MatConvNet code trains it: anchors of the batch against stored rows of the train set.
+
+    ``u`` (n, K) anchors; for each anchor and each of G other classes, ``pos`` (n, G, M1, K) stored outputs of
+    same-class images and ``neg`` (n, G, M2, K) of that other class (no gradient), ``valid`` (n, G) which groups
+    exist. ``t_iapq = u_i . pos_iap / 2 - u_i . neg_iaq / 2 - margin`` over all M1 x M2 combinations::
+
+        loss = (2 sum_valid softplus(-t) + 2 eta sum_i |u_i - sign u_i|^2) / (n N)
+
+    whose gradient is the code's hand-written ``dJdU = (1 - sigmoid(T)) (U_p - U_n) - 4 eta (U0 - sign U0)``
+    divided by ``batch_size * N`` in ``update.m`` (gradient ascent there, descent here). Reported terms: ``triplet``
+    = mean of -log sigmoid(t) over the valid triplets (the code's printed likelihood loss), ``quantization`` =
+    ``sum |u - sign u|^2 / n`` (its printed qloss). Source: ``Minione/DTSH@4be0707:train_triplet.m``, ``update.m``.
+    """
+    if u.dim() != 2 or pos.dim() != 4 or neg.dim() != 4 or pos.shape[:2] != valid.shape or neg.shape[:2] != valid.shape:
+        raise ValueError("dtsh_sampled_loss expects u (n, K), pos (n, G, M1, K), neg (n, G, M2, K), valid (n, G).")
+    theta_p = torch.einsum("nk,ngak->nga", u, pos.detach()) / 2
+    theta_n = torch.einsum("nk,ngbk->ngb", u, neg.detach()) / 2
+    t = theta_p[:, :, :, None] - theta_n[:, :, None, :] - margin
+    per = F.softplus(-t) * valid.to(u.dtype)[:, :, None, None]
+    quant = (u - u.detach().sign()).pow(2).sum()
+    n = u.shape[0]
+    loss = (2 * per.sum() + 2 * eta * quant) / (n * num_train)
+    count = valid.sum() * t.shape[2] * t.shape[3]
+    return {"loss": loss, "triplet": per.sum().detach() / count.clamp(min=1), "quantization": quant.detach() / n}
+
+
+__all__ += ["dtsh_sampled_loss"]

@@ -1,6 +1,7 @@
 """Multi-GPU training is the paper's single-GPU recipe: under DDP every batch-level operation (bi-half split, batch-half
-pairs, pairwise Cauchy loss, NT-Xent negatives) sees the global batch, so one step on 2 ranks × B/2 images moves the
-parameters exactly as one step on the same B images in one process (2 CPU processes, gloo)."""
+pairs, pairwise and triplet losses, NT-Xent negatives, DPSH's training-set state) sees the global batch, so one step on
+2 ranks × B/2 images moves the parameters and buffers exactly as one step on the same B images in one process (2 CPU
+processes, gloo). Every registered learned method is checked; a new method is included with no edit here."""
 import os
 import socket
 
@@ -10,7 +11,9 @@ import torch
 import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_modules import DCH, BiHalfNet, CIBHash, GreedyHash
+from lightning_modules import GreedyHash
+from lightning_modules.registry import get_method, method_names
+from lightning_modules.train_rows import TrainRows
 
 B = 8
 
@@ -33,43 +36,64 @@ class Batch(Dataset):
 
 
 class RankShard(L.LightningDataModule):
-    """Rank r trains on rows [r·B/W, (r+1)·B/W) of the batch: the global batch is the single-process batch."""
+    """Rank r trains on rows [r·B/W, (r+1)·B/W) of the batch: the global batch is the single-process batch. Each
+    rank's loader reads its rows of the whole set, so items carry their index in the train split, as a
+    DistributedSampler's do (DPSH and DTSH write their training-set state by that index).
 
-    def __init__(self, views: int):
+    With ``steps`` > 1 each rank's rows are split into that many batches, and the single process reads the same
+    global batches in the same order (step s = every rank's s-th batch, in rank order)."""
+
+    def __init__(self, views: int, steps: int = 1, ranks: int = 2):
         super().__init__()
-        self.views = views
+        self.views, self.steps, self.ranks = views, steps, ranks
 
     def train_dataloader(self):
         world, rank = self.trainer.world_size, self.trainer.global_rank
-        shard = Batch(self.views, rank * B // world, (rank + 1) * B // world)
-        return DataLoader(shard, batch_size=len(shard), shuffle=False)
+        per = B // (self.ranks * self.steps)  # rows per rank and step
+        rows = [r * B // self.ranks + s * per + i for s in range(self.steps)
+                for r in (range(self.ranks) if world == 1 else [rank]) for i in range(per)]
+        return DataLoader(Batch(self.views), batch_size=per * (self.ranks if world == 1 else 1), sampler=rows,
+                          shuffle=False)
 
 
 # SGD: the step is the gradient itself (Adam's and RMSprop's first step divide it by its own magnitude, so an
 # entry of 1e-12 vs -1e-12 from float reordering would move by ±lr and hide what is compared).
 SGD = dict(backbone="tiny_cnn", pretrained=False, freeze=False, optimizer="sgd", lr=0.05)
-METHODS = {
-    "CIBHash": lambda: CIBHash(bits=8, **SGD),
-    "BiHalfNet": lambda: BiHalfNet(bits=8, **SGD),
-    "GreedyHash": lambda: GreedyHash(bits=8, **SGD),
-    "GreedyHash-supervised": lambda: GreedyHash(bits=8, supervised=True, num_classes=4, **SGD),
-    "DCH": lambda: DCH(bits=8, **SGD),
-}
+
+
+# official DTSH sums its loss over thousands of sampled triplets (its own lr is 5e-4): at 0.05 two steps blow the
+# weights up to ~50, where float reordering alone exceeds the tolerance
+LR = {"dtsh": 5e-4}
+
+
+def _registered(name: str):
+    def make():
+        model = get_method(name)(bits=8, **{**SGD, "lr": LR.get(name, SGD["lr"])})
+        model.set_num_classes(4)  # the CLI's hand-over (CSQ builds its centres from it)
+        return model
+    return make
+
+
+METHODS = {name: _registered(name) for name in method_names() if not get_method(name).baseline}
+METHODS["greedy-supervised"] = lambda: GreedyHash(bits=8, supervised=True, num_classes=4, **SGD)
+METHODS["dtsh-port"] = lambda: get_method("dtsh")(bits=8, variant="port", **SGD)  # all triplets of the batch
 
 
 def _one_step(make, devices: int) -> dict:
     torch.manual_seed(0)
     model = make()
+    # training-set state (DPSH's and DTSH's rows): a second step reads the rows the other rank wrote in the first
+    steps = 2 if isinstance(model, TrainRows) else 1
     trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
-                        max_steps=1, use_distributed_sampler=False, logger=False, enable_checkpointing=False,
+                        max_steps=steps, use_distributed_sampler=False, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
-    trainer.fit(model, RankShard(model.train_views))
+    trainer.fit(model, RankShard(model.train_views, steps))
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _rank_main(rank: int, world: int, port: int, out: str) -> None:
     """One process of the 2-process run: Lightning's DDP strategy joins this process group (it launches nothing
-    when LOCAL_RANK is set), so every method runs in the same two processes (one start instead of five)."""
+    when LOCAL_RANK is set), so every method runs in the same two processes (one start instead of one per method)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
                       LOCAL_RANK=str(rank), NODE_RANK="0")
     results = {name: _one_step(make, world) for name, make in METHODS.items()}

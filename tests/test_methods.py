@@ -6,6 +6,7 @@ import lightning as L
 import pytest
 import torch
 
+from hashbench.cli import connect
 from lightning_modules import DCH, BiHalfNet, CIBHash, GreedyHash
 from lightning_modules.backbones import build_backbone
 from lightning_modules.base import HashModule, NonFiniteLossError
@@ -62,7 +63,7 @@ def _build(name: str, **kw):
 def test_every_registered_method_trains_and_encodes(name):
     model = _build(name)
     data = ViewsToyData(views=model.train_views, top_k=None)
-    model.check_batch_size(data.batch_size)
+    connect(model, data)  # the CLI's hand-over: number of classes (CSQ's centres), batch-size check
     trainer, changed = _fit(model, data)
     assert changed, "no trainable parameter or fitted buffer moved"
     if not model.baseline:
@@ -250,3 +251,28 @@ def test_param_groups_apply_head_and_bias_multipliers():
     assert [names[id(p)] for p in groups[1e-2]] == ["head.weight"] and [names[id(p)] for p in groups[2e-2]] == ["head.bias"]
     assert conf["lr_scheduler"]["scheduler"].step_size == 3
     assert issubclass(DCH, HashModule)
+
+
+def test_nesterov_and_backbone_lr_multiplier_reach_the_optimiser():
+    model = get_method("csq")(bits=8, num_classes=4, **TINY, freeze=False, optimizer="sgd", lr=1e-2,
+                              backbone_lr_multiplier=0.01, nesterov=True)
+    opt = model.configure_optimizers()["optimizer"]
+    assert all(g["nesterov"] for g in opt.param_groups)
+    backbone = {id(p) for p in model.backbone.parameters()}
+    lrs = {g["lr"] for g in opt.param_groups if any(id(p) in backbone for p in g["params"])}
+    assert lrs == {1e-4} and {g["lr"] for g in opt.param_groups} == {1e-4, 1e-2}
+
+
+def test_hashnet_beta_follows_the_official_continuation():
+    """network.py: iter_num = step + 1; every 200 of them scale = (1 + 0.005 iter_num)^0.5."""
+    model = get_method("hashnet")(bits=8, **TINY)
+    assert [model.beta(t) for t in (0, 198)] == [1.0, 1.0]
+    assert model.beta(199) == pytest.approx(2 ** 0.5) and model.beta(398) == pytest.approx(2 ** 0.5)
+    assert model.beta(399) == pytest.approx(3 ** 0.5) and model.beta(9999) == pytest.approx(51 ** 0.5)
+
+
+def test_an_iteration_schedule_reaches_the_trainer_config():
+    from hashbench.paper_settings import method_config
+    trainer = method_config("hashnet")["trainer"]
+    assert trainer["max_steps"] == 10000 and trainer["max_epochs"] == -1
+    assert "max_steps" not in method_config("dch")["trainer"]
