@@ -74,6 +74,16 @@ METHODS: dict[str, MethodSettings] = {
         "SGD lr 5e-4, wd 5e-4, ×2/3 every 20 epochs, batch 128, U of the train set by index, 50×50 triplets per other "
         "class, margin K/2, η 100, 100 epochs; multi-label data: the swuxyj/DeepHash-pytorch@ab14068 DTSH.py port",
         epochs=100, batch_size=128, val_every=5),
+    "pcah": MethodSettings("PCA + sign (PCAH, the PCA-Direct baseline of Gong & Lazebnik's ITQ code; "
+                           "CISiPLab/cisip-FIRe@e8826c4 functions/loss/pca.py), fitted in one pass over the train split",
+                           epochs=1, batch_size=256, val_every=1),
+    "sh": MethodSettings("spectral hashing (Weiss, Torralba & Fergus, NIPS 2008), the authors' trainSH.m/compressSH.m: "
+                         "PCA, bounding box, the K smallest analytical eigenfunctions; fitted in one pass over the train "
+                         "split", epochs=1, batch_size=256, val_every=1),
+    "pcarr": MethodSettings("Hashing-Baseline, ilyassmoummad/hashing-baseline@d894a14 (image/pca.py, get_model.py): "
+                            "frozen backbone, PCA (torch.pca_lowrank, q = K, niter 2), random orthogonal rotation, "
+                            "threshold at 0; batch 256; fitted in one pass over the train split",
+                            epochs=1, batch_size=256, val_every=1),
 }
 
 
@@ -95,6 +105,11 @@ DATASETS: dict[str, DatasetSettings] = {
         "greedy": {"data": {"protocol": "greedyhash"}},
         "dch": {"data": {"protocol": "dch", "train_transform": "resize", "eval_transform": "resize"}},
         "lsh": {"data": {"protocol": "bihalf_i"}}, "itq": {"data": {"protocol": "bihalf_i"}},
+        "pcah": {"data": {"protocol": "bihalf_i"}}, "sh": {"data": {"protocol": "bihalf_i"}},
+        # hashing-baseline image/get_data.py: query = the 10,000 test images, train = database = the 50,000 train
+        # images, Resize 256 (bicubic) → CenterCrop 224, mAP@1000 (image/retrieval.py)
+        "pcarr": {"data": {"protocol": "greedyhash", "train_transform": "resize_center_crop",
+                           "eval_transform": "resize_center_crop"}},
     }),
     "nuswide": DatasetSettings("nuswide"),
     "flickr": DatasetSettings("flickr", per_method={"bihalf": {"epochs": 100, "model": {"lr_step": 60}}}),

@@ -190,7 +190,10 @@ def _tiny_cnn(pretrained: bool, weights_path: Optional[str]):
 def _timm(model_name: str, pretrained: bool):
     import timm
     try:
-        net = timm.create_model(model_name, pretrained=pretrained, num_classes=0)
+        try:  # ViTs are built for one input size (timm's DINOv2: 518 px); let them take the data's image_size
+            net = timm.create_model(model_name, pretrained=pretrained, num_classes=0, dynamic_img_size=True)
+        except TypeError:  # a model without that option (CNNs take any size)
+            net = timm.create_model(model_name, pretrained=pretrained, num_classes=0)
     except Exception as err:
         raise FileNotFoundError(f"timm could not build {model_name!r} (pretrained={pretrained}): {err}. "
                                 "Without internet pass --model.weights_path <file> or --model.pretrained false.") from None

@@ -123,3 +123,43 @@ def test_method_beats_lsh_after_short_training(name, mnist_features):
                              f"MobileNetV2 features at 64 px, {BITS} bits, 15 epochs on CPU, mAP@all\n"
                              f"| method                   | mAP@all |\n|---|---|\n{rows}")
     assert got > lsh + 0.02, f"{name} mAP {got:.4f} does not beat LSH {lsh:.4f}"
+
+
+# ---- closed-form methods: one pass over the same train features, no training -------------------------------------
+def _closed_form_map(name: str, bits: int, f) -> float:
+    from lightning_modules.registry import get_method
+    model = get_method(name)(bits=bits, backbone="mobilenet_v2")
+    model.use_cached_inputs(True)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, DataLoader(Features(*f["train"]), batch_size=256))
+    model.eval()
+    with torch.no_grad():
+        return _map(model.encode(f["query"][0]), model.encode(f["database"][0]), f)
+
+
+def _lsh_map_at(f, bits: int) -> float:
+    g = torch.Generator().manual_seed(0)
+    mean = f["train"][0].mean(0)
+    w = torch.randn(f["train"][0].shape[1], bits, generator=g)
+    return _map((f["query"][0] - mean) @ w, (f["database"][0] - mean) @ w, f)
+
+
+@pytest.mark.parametrize("name,margin", [("pcarr", 0.02), ("sh", 0.01)])
+def test_closed_form_method_beats_lsh(name, margin, mnist_features):
+    """Hashing-Baseline (PCA → random rotation → sign) and spectral hashing beat random projections at 16 bits
+    (measured: 0.29 and 0.23 against 0.21; SH's margin is small on these features and gone at 32 and 64 bits)."""
+    got, lsh = _closed_form_map(name, BITS, mnist_features), _lsh_map_at(mnist_features, BITS)
+    assert got > lsh + margin, f"{name} mAP {got:.4f} does not beat LSH {lsh:.4f} by {margin}"
+
+
+def test_pcah_beats_lsh_at_short_codes_and_falls_behind_at_long_ones(mnist_features):
+    """The known relation (Gong & Lazebnik, PAMI 2013, PCA-Direct vs LSH): the leading principal directions win at
+    short codes, but the low-variance ones add noise, so PCAH stops improving with more bits while LSH keeps
+    improving and overtakes it (measured: 0.274 vs 0.21 at 16 bits; 0.257 vs 0.305, LSH seeds 0–2, at 64)."""
+    f = mnist_features
+    pcah16, pcah64 = _closed_form_map("pcah", 16, f), _closed_form_map("pcah", 64, f)
+    lsh16, lsh64 = _lsh_map_at(f, 16), _lsh_map_at(f, 64)
+    assert pcah16 > lsh16 + 0.02, (pcah16, lsh16)
+    assert pcah64 <= pcah16 and lsh64 > lsh16
+    assert pcah64 < lsh64, (pcah64, lsh64)
