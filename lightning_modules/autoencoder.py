@@ -47,6 +47,8 @@ class HashAutoencoder(HashModule):
 
     #: "sign" or "bihalf"
     layer: str = "sign"
+    #: the flattened input length the decoder reconstructs (set per instance from ``input_dim``)
+    input_dim: int = 784
 
     def __init__(self, bits: int = 16, gamma: float = 0.2, alpha: float = 0.0, input_dim: int = 784,
                  hidden: int = 256, decoder_seed: Optional[int] = 1, backbone: str = "mnist_mlp",
