@@ -71,6 +71,8 @@ class HashAutoencoder(HashModule):
             self.decoder = nn.Sequential(nn.Linear(bits, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, input_dim),
                                          nn.Sigmoid())
         self.input_dim = input_dim
+        self._term_sums: Optional[torch.Tensor] = None
+        self._term_steps = 0
 
     def hash_layer(self, u: torch.Tensor) -> torch.Tensor:
         """B from U (N, K) over the (global) batch, with the layer's training gradient."""
@@ -95,6 +97,31 @@ class HashAutoencoder(HashModule):
             terms.update(loss=reconstruction + self.hparams.alpha * balance, balance=balance)
         self.log_terms(terms, batch_size=len(x))
         return terms["loss"]
+
+    # ---- logging: this step is a few milliseconds of MLP, so a self.log per term and step would be a large part of
+    # it; the terms are summed on the side and logged as epoch means, plus the step values every log_every_n_steps
+    def log_terms(self, terms: dict, batch_size: int) -> None:
+        self._last_terms = terms  # named in the non-finite-loss message
+        values = torch.stack([v.detach() for v in terms.values()])
+        self._term_sums = values if self._term_sums is None else self._term_sums + values
+        self._term_steps += 1
+        try:
+            every = self.trainer.log_every_n_steps
+        except RuntimeError:  # not attached to a Trainer (a bare step): nothing to log to
+            return
+        if every and (self.global_step + 1) % every == 0:
+            self.log_dict({f"train/{k}_step": v for k, v in zip(terms, values)}, on_step=True, on_epoch=False)
+
+    def on_train_epoch_start(self) -> None:
+        self._term_sums, self._term_steps = None, 0
+
+    def on_train_epoch_end(self) -> None:
+        if self._term_sums is None:
+            return
+        means = self._term_sums / self._term_steps
+        self.log_dict({f"train/{k}": v for k, v in zip(self._last_terms, means)}, on_step=False, on_epoch=True,
+                      prog_bar=False)
+        self._term_sums, self._term_steps = None, 0
 
     def configure_optimizers(self):
         milestones = self.hparams.lr_milestones

