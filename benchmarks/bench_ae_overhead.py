@@ -127,7 +127,8 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="hashbench_ae_bench_") as workdir:
         for r in range(args.rounds):
             plain.append(plain_loop(args.layer, vectors, args.epochs, 128, seed=r))
-            w, lp = suite_fit(args.layer, args.epochs, args.root, workdir)
+            os.makedirs(os.path.join(workdir, f"round{r}"))  # a fresh run directory each round
+            w, lp = suite_fit(args.layer, args.epochs, args.root, os.path.join(workdir, f"round{r}"))
             whole.append(w)
             loop.append(lp)
             print(f"  round {r + 1}: plain {plain[-1]:.2f} s | lightning fit: loop {lp:.2f} s (×{lp / plain[-1]:.3f}), "
