@@ -33,14 +33,10 @@ class MethodSettings:
     datasets: Optional[tuple] = None
     #: extra init args of the RetrievalEvaluation callback (e.g. the tie-averaged mAP next to the stable one)
     retrieval: dict = field(default_factory=dict)
-    #: extra trainer callbacks (class_path/init_args entries)
-    callbacks: tuple = ()
 
 
 _AE_SCHEDULE = dict(epochs=100, batch_size=128, val_every=25, datasets=("mnist",),
-                    retrieval={"tie_averaged": True, "radius": None},
-                    callbacks=({"class_path": "lightning.pytorch.callbacks.TQDMProgressBar",
-                                "init_args": {"refresh_rate": 50}},))
+                    retrieval={"tie_averaged": True, "radius": None})
 
 METHODS: dict[str, MethodSettings] = {
     "cib": MethodSettings(
@@ -61,7 +57,7 @@ METHODS: dict[str, MethodSettings] = {
         epochs=150, batch_size=128, val_every=5),
     # the Bi-half autoencoder study (AAAI 2021 §4.3): MNIST only; the official evaluation ranks a shuffled database
     # with an unstable sort, so the tie-averaged mAP is reported next to the suite's stable one; no radius metrics
-    # (the paper reports none); a step is a few ms, so the progress bar refreshes every 50 steps
+    # (the paper reports none)
     "ae_sign": MethodSettings(
         "liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a (AutoEncoder/Sign.py): MLP autoencoder 784-256-K-256-784 on binarised MNIST, BCE, sign layer (straight-through + γ(U−B)/(N·K), γ 0.2), Adam 1e-3, wd 1e-5, batch 128, 100 epochs, lr ×0.1 at epochs 60 and 80", **_AE_SCHEDULE),
     "ae_signreg": MethodSettings(
@@ -134,7 +130,6 @@ def trainer_block(name: str, *, select: bool, epochs: int) -> dict:
     m, cls = METHODS[name], get_method(name)
     callbacks = [copy.deepcopy(FEATURE_CACHE)] if model_defaults(name)["init_args"].get("freeze", True) else []
     callbacks.append({"class_path": "RetrievalEvaluation", "init_args": {"radius": 2, **m.retrieval}})
-    callbacks.extend(copy.deepcopy(list(m.callbacks)))
     if not cls.baseline:  # closed-form baselines have no optimiser, hence no learning rate to monitor
         callbacks.append({"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"})
     if select:  # the official code keeps its best epoch on validation queries, never on the test queries
