@@ -52,6 +52,7 @@ def latent_scatter_figure(features: dict, labels: np.ndarray, subtitle: str = ""
     for i, (method, u) in enumerate(features.items()):
         ax = fig.add_subplot(1, len(features), i + 1, projection="3d")
         ax.view_init(25, 25)  # the official plot_latent_variable3d's view
+        ax.set_box_aspect(None, zoom=0.88)  # room for the z label inside the panel
         for digit in range(10):
             rows = labels == digit
             ax.scatter(u[rows, 0], u[rows, 1], u[rows, 2], s=3, color=colours[digit], label=str(digit),
