@@ -1,6 +1,6 @@
 """Hashing datamodules: one base DataModule, a thin class per dataset, and ``ImageList`` for list files.
 
-Public API: ``CIFAR10``, ``MNIST``, ``FashionMNIST``, ``Flickr25k``, ``ImageList`` (all subclasses of
+Public API: ``CIFAR10``, ``MNIST``, ``BinarizedMNIST``, ``FashionMNIST``, ``Flickr25k``, ``ImageList`` (all subclasses of
 ``HashDataModule``), ``describe()`` (one line per registered protocol), ``image_dataset()`` (a list
 file or image folder as a dataset), the errors, plus the ``protocols`` and ``transforms`` modules.
 Exports are lazy (PEP 562) so that importing ``datamodules.protocols`` does not import Lightning.
@@ -17,6 +17,7 @@ _EXPORTS = {
     "CIFAR10": "cifar",
     "MNIST": "mnist",
     "FashionMNIST": "mnist",
+    "BinarizedMNIST": "mnist",
     "Flickr25k": "flickr",
     "ImageList": "image_list",
     "image_dataset": "export",
@@ -58,6 +59,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .export import image_dataset  # noqa: F401
     from .flickr import Flickr25k  # noqa: F401
     from .image_list import ImageList  # noqa: F401
-    from .mnist import MNIST, FashionMNIST  # noqa: F401
+    from .mnist import MNIST, BinarizedMNIST, FashionMNIST  # noqa: F401
     from .protocols import SplitFileMismatchError  # noqa: F401
     from .safe_pickle import UnsafePickleError  # noqa: F401

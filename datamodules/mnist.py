@@ -15,16 +15,20 @@ a data-only unpickler (``safe_pickle.py``): a crafted file is refused before it 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.metadata
 import importlib.util
 import os
 import struct
 import warnings
-from typing import ClassVar, Dict, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
+from PIL import Image
 
-from .base import HashDataModule, Pool
+from .base import HashDataModule, Pool, SplitSource
+from .datasets import _SplitDataset
 from .errors import DatasetFormatError, abspath, not_found
 from .protocols import Protocol, register
 from .safe_pickle import UnsafePickleError, load_data_pickle
@@ -191,6 +195,12 @@ for _ds in ("mnist", "fashion_mnist"):
         "hashbench (the official-split protocol of ssppp/GreedyHash@e5089b2:unsupervised_vgg.py)",
         query=None, train=None, database=None,
         nominal={"query": 10000, "train": 60000, "database": 60000}))
+register(Protocol(
+    "bihalf_ae", "mnist", "official", 10, None,
+    "The Bi-half autoencoder study: query = the 10,000 test images; train = database = the 60,000 train images; "
+    "mAP over the whole database.",
+    "liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a:AutoEncoder/cal_map.py (compress, calculate_map)",
+    query=None, train=None, database=None, nominal={"query": 10000, "train": 60000, "database": 60000}))
 
 
 class MNIST(HashDataModule):
@@ -306,3 +316,97 @@ class FashionMNIST(HashDataModule):
         pool = load_idx_pool(files, list(FASHION_CLASSES))
         warn_if_not_official(pool, "Fashion-MNIST", d)
         return pool
+
+
+# ------------------------------------------------------------------------------------------ the autoencoder study
+def binarize_official(images: np.ndarray) -> torch.Tensor:
+    """(N, 28, 28) uint8 → (N, 784) uint8 in {0, 1}, exactly as the official transform computes it in float32:
+    ``ToTensor`` (/255), per-image min-max normalisation to [0, 1], ``torch.round`` (half to even).
+
+    Source: ``Deep-Unsupervised-Image-Hashing@1cd671a:AutoEncoder/BiHalf.py`` (``img_transform``). On MNIST every
+    image spans 0..255, so this is ``pixel >= 128``.
+    """
+    out = torch.empty(len(images), 28 * 28, dtype=torch.uint8)
+    for start in range(0, len(images), 8192):  # float32 work in chunks: bounded memory
+        t = torch.from_numpy(np.ascontiguousarray(images[start:start + 8192])).flatten(1).float().div(255)
+        t = t - t.amin(dim=1, keepdim=True)
+        t = t / t.amax(dim=1, keepdim=True)
+        out[start:start + len(t)] = torch.round(t * (1 - 0) + 0).to(torch.uint8)
+    return out
+
+
+def keep_batch(batch):
+    """collate_fn: a batch that ``__getitems__`` already built passes as is; per-item lists (a replacement dataset
+    without ``__getitems__``) are collated as usual."""
+    if isinstance(batch, tuple):
+        return batch
+    return torch.utils.data.default_collate(batch)
+
+
+class BinaryVectorDataset(_SplitDataset):
+    """A split of flattened binary images held in memory: items ``(x float32 (784,), label, index)``.
+
+    ``__getitems__`` serves a whole batch by one tensor index (the DataLoader calls it with the batch's indices), so a
+    step costs no per-item work; ``loads_in_process`` makes the loader run in the main process.
+    """
+
+    loads_in_process = True
+
+    def __init__(self, vectors: torch.Tensor, images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
+                 split: str = ""):
+        super().__init__(labels, indices, None, split)
+        self.vectors = vectors[torch.from_numpy(self.pool_indices)]  # this split's rows, uint8 0/1
+        self.images = images  # the raw pool, for load_image
+
+    def __getitem__(self, i: int):
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for {self.split or 'split'} of size {len(self)}")
+        return self.vectors[i].float(), self.labels[i], i
+
+    def __getitems__(self, indices: Sequence[int]):
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return self.vectors[idx].float(), self.labels[idx], idx
+
+    def load_image(self, i: int) -> Image.Image:
+        return Image.fromarray(np.asarray(self.images[self.pool_indices[i]])).convert("RGB")
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(b"hashbench-binary-vector-split-v1")
+        h.update(f"n{len(self)}".encode())
+        h.update(self.vectors.numpy().tobytes())
+        self._hash_labels(h)
+        return h.hexdigest()
+
+
+class BinarizedMNIST(MNIST):
+    """MNIST as the Bi-half autoencoder study reads it: flattened 784-d {0, 1} vectors (the official per-image
+    min-max + round, :func:`binarize_official`), held in memory as one tensor, batches served by tensor indexing.
+
+    Protocol ``bihalf_ae`` (default): the 10,000 test images are the queries, the 60,000 train images the train split
+    and the database, mAP over the whole database. Any MNIST option (``root``, ``source``, ``scale``, ``val_queries``,
+    ...) works as for :class:`MNIST`; image options (``image_size``, transforms, ``views``) do not apply. For the
+    autoencoder methods (``ae_sign``, ``ae_signreg``, ``ae_bihalf``); image methods train on :class:`MNIST`.
+    """
+
+    default_protocol: ClassVar[str] = "bihalf_ae"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._vectors: Optional[Tuple[Pool, torch.Tensor]] = None
+
+    def request_train_input(self, views: int, transform: Optional[str]) -> None:
+        if int(views) != 1 or transform is not None:
+            raise ValueError(f"BinarizedMNIST serves flattened binary 784-d vectors, one per image (for the "
+                             f"autoencoder methods ae_sign, ae_signreg, ae_bihalf); this model asks for {views} "
+                             f"view(s) with transform {transform!r}: use data class MNIST for image methods")
+        super().request_train_input(views, transform)
+
+    def _make_dataset(self, src: SplitSource, transform: Any, split: str) -> BinaryVectorDataset:
+        if self._vectors is None or self._vectors[0] is not src.pool:
+            self._vectors = (src.pool, binarize_official(src.pool.images))
+        return BinaryVectorDataset(self._vectors[1], src.pool.images, src.pool.labels, src.indices, split)
+
+    def _loader(self, dataset, batch_size: int, persistent: bool, **kwargs):
+        return super()._loader(dataset, batch_size, persistent, collate_fn=keep_batch, **kwargs)

@@ -34,7 +34,7 @@ def data_block(name: str) -> dict:
 def pair_config(dataset: str, method: str) -> dict:
     """The paper's configuration of ``method`` on ``dataset`` (protocol, schedule, selection)."""
     cfg = S.method_config(method, dataset)
-    data = copy.deepcopy(data_block(S.DATASETS[dataset].data_file))
+    data = copy.deepcopy(data_block(S.data_file(method, dataset)))
     data["init_args"] = {**data.get("init_args", {}), **cfg["data"]["init_args"]}
     return {"seed_everything": 0, "model": cfg["model"], "data": data, "trainer": cfg["trainer"]}
 
@@ -56,10 +56,12 @@ def main() -> None:
         cfg = S.method_config(name)  # no dataset: no protocol and no validation queries of a dataset
         dump(HERE / "methods" / f"{name}.yaml", cfg,
              f"{name}: {m.source}. Compose: --config experiments/methods/{name}.yaml --config experiments/data/<d>.yaml")
-    for dataset, ds in S.DATASETS.items():
+    for dataset in S.DATASETS:
         for name in method_names():
-            dump(HERE / f"{dataset}_{name}.yaml", pair_config(dataset, name),
-                 f"{name} on {dataset} ({data_block(ds.data_file)['class_path']}): {S.METHODS[name].source}")
+            if S.writes_config(name, dataset):
+                dump(HERE / f"{dataset}_{name}.yaml", pair_config(dataset, name),
+                     f"{name} on {dataset} ({data_block(S.data_file(name, dataset))['class_path']}): "
+                     f"{S.METHODS[name].source}")
     dump(HERE / "cifar_dch_thulab.yaml", thulab_dch(),
          "DCH as the official TF code trains it (thulab/DeepHash@9907613: momentum SGD 5e-3, lr ×1/×2 on conv1–fc7 "
          "weights/biases and ×10/×20 on the hash layer's, ×0.1 every 10,000 steps; γ 30 per the maintainer, issue #38)")

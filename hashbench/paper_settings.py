@@ -32,7 +32,14 @@ class MethodSettings:
     #: an official schedule counted in iterations (HashNet: 10,000): training stops there; ``epochs=-1`` then means
     #: "as many epochs as that takes"
     max_steps: Optional[int] = None
+    #: the only datasets the method's paper configs are written for (None = every dataset of ``DATASETS``)
+    datasets: Optional[tuple] = None
+    #: extra init args of the RetrievalEvaluation callback (e.g. the tie-averaged mAP next to the stable one)
+    retrieval: dict = field(default_factory=dict)
 
+
+_AE_SCHEDULE = dict(epochs=100, batch_size=128, val_every=25, datasets=("mnist",),
+                    retrieval={"tie_averaged": True, "radius": None})
 
 METHODS: dict[str, MethodSettings] = {
     "cib": MethodSettings(
@@ -51,6 +58,15 @@ METHODS: dict[str, MethodSettings] = {
         "swuxyj/DeepHash-pytorch@ab14068 (DCH.py, the paper's loss): AlexNet fully trained, RMSprop 1e-5, wd 1e-5, "
         "batch 128, γ 20, λ 0.1, 150 epochs, evaluation every 5",
         epochs=150, batch_size=128, val_every=5),
+    # the Bi-half autoencoder study (AAAI 2021 §4.3): MNIST only; the official evaluation ranks a shuffled database
+    # with an unstable sort, so the tie-averaged mAP is reported next to the suite's stable one; no radius metrics
+    # (the paper reports none)
+    "ae_sign": MethodSettings(
+        "liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a (AutoEncoder/Sign.py): MLP autoencoder 784-256-K-256-784 on binarised MNIST, BCE, sign layer (straight-through + γ(U−B)/(N·K), γ 0.2), Adam 1e-3, wd 1e-5, batch 128, 100 epochs, lr ×0.1 at epochs 60 and 80", **_AE_SCHEDULE),
+    "ae_signreg": MethodSettings(
+        "liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a (AutoEncoder/SignReg.py): MLP autoencoder 784-256-K-256-784 on binarised MNIST, BCE, sign layer (γ 0.2) + bit balance α·mean((Bᵀ1/N)²)/2, α 1, Adam 1e-3, wd 1e-5, batch 128, 100 epochs, lr ×0.1 at epochs 60 and 80", **_AE_SCHEDULE),
+    "ae_bihalf": MethodSettings(
+        "liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a (AutoEncoder/BiHalf.py): MLP autoencoder 784-256-K-256-784 on binarised MNIST, BCE, Bi-half layer (γ 1), Adam 1e-3, wd 1e-5, batch 128, 100 epochs, lr ×0.1 at epochs 60 and 80", **_AE_SCHEDULE),
     "lsh": MethodSettings("random Gaussian projections of the centred features (Charikar, STOC 2002), fitted in one "
                           "pass over the train split", epochs=1, batch_size=256, val_every=1),
     "itq": MethodSettings("PCA + 50 iterations of orthogonal rotation (Gong & Lazebnik, CVPR 2011, ITQ.m), fitted in "
@@ -116,7 +132,12 @@ DATASETS: dict[str, DatasetSettings] = {
     "coco": DatasetSettings("coco", per_method={
         "bihalf": {"epochs": 150, "model": {"lr_step": 60, "lr": 0.001}, "data": {"train_transform": "resize_crop_flip"}},
     }),
-    "mnist": DatasetSettings("mnist"),
+    # the autoencoder study reads MNIST as flattened binary vectors (experiments/data/mnist_binary.yaml)
+    "mnist": DatasetSettings("mnist", per_method={
+        # validation (mAP of the drawn queries against the 59,750 other train images) is costly next to these
+        # few-ms steps: 250 queries, every 25 epochs
+        name: {"data_file": "mnist_binary", "data": {"protocol": "bihalf_ae", "val_queries": 250}}
+        for name in ("ae_sign", "ae_signreg", "ae_bihalf")}),
 }
 # DTSH's official triplet sampling is single-label: on the multi-label datasets its configs use the
 # swuxyj/DeepHash-pytorch port (every triplet of the batch, shared-label similarity) with the port's optimiser.
@@ -151,7 +172,7 @@ def trainer_block(name: str, *, select: bool, epochs: int) -> dict:
     """Trainer settings of one method: schedule, W&B logger, the retrieval evaluation and checkpoints."""
     m, cls = METHODS[name], get_method(name)
     callbacks = [copy.deepcopy(FEATURE_CACHE)] if model_defaults(name)["init_args"].get("freeze", True) else []
-    callbacks.append({"class_path": "RetrievalEvaluation", "init_args": {"radius": 2}})
+    callbacks.append({"class_path": "RetrievalEvaluation", "init_args": {"radius": 2, **m.retrieval}})
     if not cls.baseline:  # closed-form baselines have no optimiser, hence no learning rate to monitor
         callbacks.append({"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"})
     if select:  # the official code keeps its best epoch on validation queries, never on the test queries
@@ -162,6 +183,16 @@ def trainer_block(name: str, *, select: bool, epochs: int) -> dict:
     if m.max_steps is not None:
         block["max_steps"] = m.max_steps
     return block
+
+
+def writes_config(name: str, dataset: str) -> bool:
+    """Whether ``experiments/<dataset>_<name>.yaml`` exists: the method's paper configs cover that dataset."""
+    return METHODS[name].datasets is None or dataset in METHODS[name].datasets
+
+
+def data_file(name: str, dataset: str) -> str:
+    """The data block (``experiments/data/<file>.yaml``) of ``name``'s config on ``dataset``."""
+    return DATASETS[dataset].per_method.get(name, {}).get("data_file", DATASETS[dataset].data_file)
 
 
 def method_config(name: str, dataset: Optional[str] = None, *, protocol_settings: bool = True,
@@ -184,6 +215,6 @@ def method_config(name: str, dataset: Optional[str] = None, *, protocol_settings
     if protocol_settings:
         data.update(over.get("data", {}))
         if ds and not own_validation:  # progress is watched on train-side queries, never on the test queries
-            data["val_queries"] = ds.val_queries
+            data.setdefault("val_queries", ds.val_queries)
     cfg["data"] = {"init_args": data}
     return cfg

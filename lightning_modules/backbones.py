@@ -200,4 +200,16 @@ def _timm(model_name: str, pretrained: bool):
     return net, nn.Identity(), net.num_features
 
 
-_BUILDERS = {"vgg16": _vgg16, "alexnet": _alexnet, "mobilenet_v2": _mobilenet_v2, "tiny_cnn": _tiny_cnn}
+def _mnist_mlp(pretrained: bool, weights_path: Optional[str]):
+    """784 → 256 → ReLU on flattened 28×28 images: the encoder's hidden layer of the Bi-half autoencoder study
+    (Deep-Unsupervised-Image-Hashing@1cd671a:AutoEncoder/BiHalf.py, ``autoencoder.encoder``); random init."""
+    if pretrained and weights_path is None:
+        raise ValueError("backbone 'mnist_mlp' has no pretrained weights; set --model.pretrained false")
+    prefix = nn.Sequential(nn.Flatten(1), nn.Linear(28 * 28, 256), nn.ReLU())
+    if weights_path is not None:
+        _load_state(prefix, weights_path)
+    return prefix, nn.Identity(), 256
+
+
+_BUILDERS = {"vgg16": _vgg16, "alexnet": _alexnet, "mobilenet_v2": _mobilenet_v2, "tiny_cnn": _tiny_cnn,
+             "mnist_mlp": _mnist_mlp}

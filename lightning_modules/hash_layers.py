@@ -8,6 +8,8 @@ paper differs (docs/methods.md has the whole comparison). Sources:
 * ``liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a:ImageHashing/Cifar10_I.py`` (``class hash``):
   the Bi-half layer.
 * ``zexuanqiu/CIBHash@4c896ee:model/CIBHash.py`` (``forward``, ``encode_discrete``): ``sign(prob - 0.5)``.
+* ``liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a:AutoEncoder/Sign.py`` and ``SignReg.py``
+  (``class hash``): sign forward with the Bi-half paper's extra pull gradient (the autoencoder study's baselines).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ __all__ = [
     "bihalf",
     "bernoulli_ste",
     "cib_binarize",
+    "SignPull",
+    "sign_pull",
 ]
 
 
@@ -160,3 +164,39 @@ def cib_binarize(
     if stochastic:
         return bernoulli_ste(prob, generator=generator)
     return sign_ste(prob - 0.5)
+
+
+# --------------------------------------------------------------------------------------------------
+# sign with the pull gradient (the Bi-half autoencoder study's sign layers)
+# --------------------------------------------------------------------------------------------------
+class SignPull(torch.autograd.Function):
+    """``b = sign(u)`` forward; backward ``dL/du = dL/db + gamma * (u - b) / (N * K)`` for u of shape (N, K).
+
+    Source: ``Deep-Unsupervised-Image-Hashing@1cd671a:AutoEncoder/Sign.py`` and ``SignReg.py``, ``class hash``:
+    ``extrgrad = (uu - B_code) / (size[0] * size[1]); grad_output + gamma * extrgrad`` with ``gamma = 0.2``. It is
+    the Bi-half layer's backward (:class:`BiHalf`) with the sign in place of the half/half split, so the study
+    compares the two forwards under the same gradient. ``gamma=0`` is the plain straight-through sign
+    (:class:`SignSTE`). ``torch.sign(0) == 0`` stays 0, as in the official code.
+    """
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, gamma: float) -> torch.Tensor:  # noqa: D102
+        if u.dim() != 2:
+            raise ValueError(f"sign_pull expects a 2-D (batch, bits) tensor, got shape {tuple(u.shape)}.")
+        b = torch.sign(u)
+        ctx.save_for_backward(u, b)
+        ctx.gamma = float(gamma)
+        return b
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):  # noqa: D102
+        u, b = ctx.saved_tensors
+        return grad_output + ctx.gamma * (u - b) / b.numel(), None
+
+
+def sign_pull(u: torch.Tensor, gamma: float = 0.2) -> torch.Tensor:
+    """``sign(u)`` with the straight-through gradient plus the pull ``gamma (u - b) / (N K)``; see :class:`SignPull`.
+
+    ``gamma=0.2`` is the official autoencoder scripts' value.
+    """
+    return SignPull.apply(u, gamma)

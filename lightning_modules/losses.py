@@ -8,6 +8,7 @@ function; docs/methods.md compares them method by method). Sources:
 * Bi-half: ``liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a:ImageHashing/Cifar10_I.py``.
 * GreedyHash: ``ssppp/GreedyHash@e5089b2:unsupervised_vgg.py`` and ``cifar2.py``;
   ``swuxyj/DeepHash-pytorch@ab14068:GreedyHash.py`` for multi-hot labels.
+* Bit balance: ``liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a:AutoEncoder/SignReg.py``.
 * DCH: ``thulab/DeepHash@9907613:DeepHash/model/dch/dch.py`` (``cauchy_cross_entropy``,
   ``apply_loss_function``) and ``swuxyj/DeepHash-pytorch@ab14068:DCH.py`` (``DCHLoss``).
 """
@@ -27,6 +28,7 @@ __all__ = [
     "greedy_supervised_loss",
     "dch_loss",
     "pair_similarity",
+    "bit_balance_penalty",
 ]
 
 
@@ -515,3 +517,17 @@ def dtsh_sampled_loss(
 
 
 __all__ += ["dtsh_sampled_loss"]
+# Bit balance (the "sign + reg" layer of the Bi-half autoencoder study)
+# --------------------------------------------------------------------------------------------------
+def bit_balance_penalty(b: torch.Tensor) -> torch.Tensor:
+    """``mean_k (m_k)^2 / 2`` with ``m_k = (1/N) sum_n b_nk`` the mean of bit k over the batch (N, K).
+
+    Zero when every bit is +1 on exactly half of the batch. Gradient: ``d/db_nk = m_k / (N K)``.
+
+    Source: ``AutoEncoder/SignReg.py``: ``loss_reg = torch.mean(torch.pow(Tcode.mm(onesvec) / h.size(0), 2)) / 2``
+    with ``Tcode = b^T``, ``onesvec`` an (N, 1) column of ones, weighted by ``Alpha = 1``. Under DDP pass the
+    gathered codes of the global batch.
+    """
+    if b.dim() != 2 or b.shape[0] < 1:
+        raise ValueError(f"bit_balance_penalty expects a non-empty (batch, bits) tensor, got shape {tuple(b.shape)}")
+    return b.mean(dim=0).pow(2).mean() / 2

@@ -53,6 +53,8 @@ def _fit(model, data, **trainer_kw):
 def _build(name: str, **kw):
     cls = get_method(name)
     kw = {**TINY, **kw}
+    if hasattr(cls, "input_dim"):
+        kw.setdefault("input_dim", 3 * 8 * 8)  # an autoencoder reconstructs its (toy 3x8x8) input
     if not cls.baseline:
         kw.setdefault("freeze", False)
         kw.setdefault("lr", 1e-2)
@@ -63,6 +65,8 @@ def _build(name: str, **kw):
 def test_every_registered_method_trains_and_encodes(name):
     model = _build(name)
     data = ViewsToyData(views=model.train_views, top_k=None)
+    if hasattr(model, "input_dim"):  # an autoencoder's BCE reconstructs pixels in [0, 1]
+        data.train_set.images = data.train_set.images.sigmoid()
     connect(model, data)  # the CLI's hand-over: number of classes (CSQ's centres), batch-size check
     trainer, changed = _fit(model, data)
     assert changed, "no trainable parameter or fitted buffer moved"
