@@ -21,7 +21,8 @@ from typing import Iterator, Optional
 #: class whose module was never imported cannot exist), so the console imports no torch to report a usage error
 USER_ERRORS = (("datamodules.errors", "DatasetNotFoundError"), ("datamodules.errors", "DatasetFormatError"),
                ("datamodules.errors", "ProtocolSizeError"), ("datamodules.protocols", "SplitFileMismatchError"),
-               ("hashbench.runs", "RunError"), ("hashbench.codes", "CodesFormatError"))
+               ("hashbench.runs", "RunError"), ("hashbench.codes", "CodesFormatError"),
+               ("callbacks.cache_storage", "CacheStorageError"))
 RUN_FAILURES = (("lightning_modules.base", "NonFiniteLossError"),)
 
 

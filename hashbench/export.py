@@ -55,7 +55,8 @@ def split_dataset(dm, split: str, image_root: Optional[str] = None):
                           "image folder")
     from datamodules import image_dataset
     folder = Path(split).is_dir()
-    ds = image_dataset(split, _eval_transform(dm), None if folder else dm.num_classes, image_root)
+    ds = image_dataset(split, _eval_transform(dm), None if folder else dm.num_classes, image_root,
+                       allow_outside_root=bool(getattr(dm, "allow_outside_root", False)))
     return ds, not folder, _paths(ds)
 
 

@@ -139,9 +139,7 @@ trainer:
   logger: false
 """
 TWO_PROCESSES = ["--trainer.devices", "2", "--trainer.accelerator", "cpu", "--data.batch_size", "4"]
-# `ddp` (what Lightning uses on a multi-GPU box) through the console hangs before the issue-16 launch fix
-STRATEGIES = ["ddp_spawn", pytest.param("ddp", marks=pytest.mark.skip(reason="enable once `lightning fit ... "
-                                                                      "--trainer.strategy ddp` launches (issue 16)"))]
+STRATEGIES = ["ddp_spawn", "ddp"]  # ddp: what Lightning uses on a multi-GPU box, through the console launcher
 
 
 def fit(folder: Path, run_name: str, *args: str) -> str:
