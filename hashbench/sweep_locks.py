@@ -108,7 +108,8 @@ class Decisions:
             atomic_write_text(self.dir / "leader.json", json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
 
     def publish(self, decision: dict) -> None:
-        if self.leader:
+        if self.leader:  # the folder is made again if something removed it meanwhile (seen with two compares at once)
+            self.dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.dir / f"{self.n}.json", json.dumps(decision))
         self.n += 1
 
