@@ -25,6 +25,16 @@ class ClosedFormHashModule(HashModule):
         self._rows: list[torch.Tensor] = []
         self._index: list[torch.Tensor] = []
 
+    def register_pca_buffers(self, bits: int) -> None:
+        """``mean`` and ``projection`` buffers of a PCA on the backbone features (ITQ, PCAH, Hashing-Baseline), with
+        their final shapes so a checkpoint carries the fit; refuses more bits than feature dimensions."""
+        dim = self.backbone.out_dim
+        if bits > dim:
+            raise ValueError(f"{type(self).__name__} projects the {dim}-d backbone features on {bits} principal "
+                             f"directions; model.bits must be <= {dim}")
+        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("projection", torch.eye(dim, bits, dtype=torch.float64))
+
     def fit(self, features: torch.Tensor) -> None:
         """Solve for the hash function from the (N, D) float64 train features."""
         raise NotImplementedError

@@ -54,12 +54,7 @@ class HashingBaseline(ClosedFormHashModule):
         super().__init__(bits=bits, backbone=backbone, **kwargs)
         if pca not in ("lowrank", "exact"):
             raise ValueError(f"model.pca must be 'lowrank' (the official code) or 'exact', got {pca!r}")
-        dim = self.backbone.out_dim
-        if bits > dim:
-            raise ValueError(f"HashingBaseline projects the {dim}-d backbone features on {bits} principal "
-                             f"directions; model.bits must be <= {dim}")
-        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
-        self.register_buffer("projection", torch.eye(dim, bits, dtype=torch.float64))
+        self.register_pca_buffers(bits)
         self.register_buffer("rotation", random_rotation(bits, seed))
 
     def fit(self, features: torch.Tensor) -> None:

@@ -48,12 +48,7 @@ class ITQ(ClosedFormHashModule):
 
     def __init__(self, bits: int = 64, iterations: int = 50, seed: int = 0, backbone: str = "vgg16", **kwargs):
         super().__init__(bits=bits, backbone=backbone, **kwargs)
-        dim = self.backbone.out_dim
-        if bits > dim:
-            raise ValueError(f"ITQ projects the {dim}-d backbone features on {bits} principal directions; model.bits "
-                             f"must be <= {dim}")
-        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
-        self.register_buffer("projection", torch.eye(dim, bits, dtype=torch.float64))
+        self.register_pca_buffers(bits)
         self.register_buffer("rotation", torch.eye(bits, dtype=torch.float64))
         self.quantization_loss: list[float] = []
 

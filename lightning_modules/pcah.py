@@ -20,12 +20,7 @@ class PCAH(ClosedFormHashModule):
 
     def __init__(self, bits: int = 64, backbone: str = "vgg16", **kwargs):
         super().__init__(bits=bits, backbone=backbone, **kwargs)
-        dim = self.backbone.out_dim
-        if bits > dim:
-            raise ValueError(f"PCAH projects the {dim}-d backbone features on {bits} principal directions; "
-                             f"model.bits must be <= {dim}")
-        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
-        self.register_buffer("projection", torch.eye(dim, bits, dtype=torch.float64))
+        self.register_pca_buffers(bits)
 
     def fit(self, features: torch.Tensor) -> None:
         if features.shape[0] < self.bits:
