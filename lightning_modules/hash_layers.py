@@ -90,6 +90,12 @@ def _check_bihalf_input(u: torch.Tensor) -> None:
         )
 
 
+
+def code_pull(u: torch.Tensor, b: torch.Tensor, gamma: float) -> torch.Tensor:
+    """The extra gradient that pulls U towards its code B, ``gamma (U - B) / numel`` with numel = N*K as in the
+    official Bi-half code (bi-half and the autoencoders' sign layers)."""
+    return gamma * (u - b) / b.numel()
+
 class BiHalf(torch.autograd.Function):
     """Bi-half layer (Li & van Gemert, AAAI 2021), applied column-wise over the mini-batch.
 
@@ -117,9 +123,7 @@ class BiHalf(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):  # noqa: D102
         u, b = ctx.saved_tensors
-        # Pulls U towards its half/half code B; numel = N*K as in the official code.
-        grad = grad_output + ctx.gamma * (u - b) / b.numel()
-        return grad, None
+        return grad_output + code_pull(u, b, ctx.gamma), None
 
 
 def bihalf(u: torch.Tensor, gamma: float = 6.0) -> torch.Tensor:
@@ -191,7 +195,7 @@ class SignPull(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):  # noqa: D102
         u, b = ctx.saved_tensors
-        return grad_output + ctx.gamma * (u - b) / b.numel(), None
+        return grad_output + code_pull(u, b, ctx.gamma), None
 
 
 def sign_pull(u: torch.Tensor, gamma: float = 0.2) -> torch.Tensor:
