@@ -46,11 +46,11 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from callbacks.feature_cache import FeatureCache  # noqa: E402
-from callbacks.feature_store import CachedFeatureDataset  # noqa: E402
+from hashcore.feature_store import CachedFeatureDataset  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
 from lightning_modules import BiHalfNet  # noqa: E402
-from lightning_modules.hash_layers import bihalf  # noqa: E402
-from lightning_modules.losses import cosine_mse_halves  # noqa: E402
+from hashcore.hash_layers import bihalf  # noqa: E402
+from hashcore.losses import cosine_mse_halves  # noqa: E402
 
 PAPER_ROWS, PAPER_BATCH, PAPER_EPOCHS = 50_000, 32, 300  # BiHalf CIFAR-10(I), official code
 

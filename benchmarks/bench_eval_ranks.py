@@ -29,9 +29,9 @@ import torch.multiprocessing as mp
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from benchmarks.machine import machine_info  # noqa: E402
-from callbacks import retrieval_metrics as rm  # noqa: E402
+from hashcore import retrieval_metrics as rm  # noqa: E402
 from callbacks.retrieval import score_queries_sharded  # noqa: E402
-from lightning_modules.distributed import shard_bounds  # noqa: E402
+from hashcore.distributed import shard_bounds  # noqa: E402
 
 
 def make_problem(args):

@@ -40,11 +40,11 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from callbacks.feature_store import CachedFeatureDataset  # noqa: E402
+from hashcore.feature_store import CachedFeatureDataset  # noqa: E402
 from benchmarks.machine import machine_info  # noqa: E402
 from lightning_modules import BiHalfNet  # noqa: E402
-from lightning_modules.hash_layers import bihalf  # noqa: E402
-from lightning_modules.losses import cosine_mse_halves  # noqa: E402
+from hashcore.hash_layers import bihalf  # noqa: E402
+from hashcore.losses import cosine_mse_halves  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------- machine

@@ -1,4 +1,4 @@
-"""Benchmark: exact mAP@k of callbacks.retrieval_metrics vs a per-query NumPy loop (CalcTopMap style).
+"""Benchmark: exact mAP@k of hashcore.retrieval_metrics vs a per-query NumPy loop (CalcTopMap style).
 
 Default problem: 10,000 queries x 50,000 database items x 64 bits, random codes, 10-class labels
 (seeded).  The reference is the per-query loop of DeepHash-pytorch ``CalcTopMap`` (``tests/oracles.py``) with a
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from callbacks.retrieval_metrics import mean_average_precision  # noqa: E402
+from hashcore.retrieval_metrics import mean_average_precision  # noqa: E402
 from tests.oracles import calc_top_map_loop  # noqa: E402  (DeepHash-pytorch CalcTopMap, stable argsort)
 
 

@@ -28,8 +28,8 @@ import time
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from callbacks import retrieval_metrics as rm  # noqa: E402
-from callbacks.retrieval_metrics import engine, inputs  # noqa: E402
+from hashcore import retrieval_metrics as rm  # noqa: E402
+from hashcore.retrieval_metrics import engine, inputs  # noqa: E402
 from benchmarks.memory import PeakRSS, rss_mib  # noqa: E402
 
 

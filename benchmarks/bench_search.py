@@ -7,7 +7,7 @@ build and the search. Every method must return the same neighbours (ties by data
 it on the queries all methods ran.
 
 * ``faiss``: ``hashbench.search.HammingIndex`` with faiss ``IndexBinaryFlat`` (+ the exact tie resolution);
-* ``torch``: the same class on the pure-torch engine (``callbacks.retrieval_metrics.hamming_topk``);
+* ``torch``: the same class on the pure-torch engine (``hashcore.retrieval_metrics.hamming_topk``);
 * ``numpy``: a plain per-query loop: XOR, popcount by a 256-entry table, stable argsort.
 
     python benchmarks/bench_search.py --threads 1                      # 300 queries (NumPy 30), 32/64/128 bits

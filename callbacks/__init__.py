@@ -1,6 +1,6 @@
 """Retrieval evaluation: exact metrics (pure torch) and the Lightning callback that logs them.
 
-Exports are lazy so that ``import callbacks.retrieval_metrics`` never imports Lightning.
+Exports are lazy so that ``import hashcore.retrieval_metrics`` never imports Lightning.
 """
 from importlib import import_module
 

@@ -16,7 +16,7 @@ whether its inputs are cached rows, ``use_cached_inputs(flag)``; its backbone th
 official code's live dropout → fc7), so a method never sees the difference. The datamodule offers
 ``splits_for(stage)``, ``dataset(split)`` and ``replace_dataset(split, ds)``; a cached dataset declares
 ``loads_in_process`` and the datamodule serves it without worker processes. The on-disk store is
-``callbacks/feature_store.py``.
+``hashcore/feature_store.py``.
 
 A random train transform (CIBHash) is refused with an error naming ``bank_views``, unless that option is set or
 ``random_train_transform: images`` trains on images as usual (exact) while the evaluation splits are cached.
@@ -31,7 +31,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from .feature_store import (CachedFeatureDataset, FeatureCacheBuilder, RandomTransformError, encoder_fields,
+from hashcore.feature_store import (CachedFeatureDataset, FeatureCacheBuilder, RandomTransformError, encoder_fields,
                             random_transform_message, transform_is_random, unwrap_multiview)
 
 _ROLES = ("train", "query", "database", "val_query", "val_database")

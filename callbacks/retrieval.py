@@ -21,11 +21,11 @@ import lightning as L
 import numpy as np
 import torch
 
-from lightning_modules.distributed import (deduplicate_by_index, gather_padded, gather_padded_any, global_rank,
+from hashcore.distributed import (deduplicate_by_index, gather_padded, gather_padded_any, global_rank,
                                           shard_bounds,  # pure
                                            world_size)
 
-from . import retrieval_metrics as rm
+from hashcore import retrieval_metrics as rm
 
 TopK = Union[int, Literal["all"]]
 _QUERY, _DATABASE = 0, 1

@@ -121,7 +121,7 @@ def latent_features(runs: list[tuple[Path, dict]], root: str, seed: int = 0):
     import torch
 
     from datamodules import BinarizedMNIST
-    from lightning_modules.registry import get_method
+    from hashcore.registry import get_method
 
     dm = BinarizedMNIST(root=root, write_splits=False)
     dm.setup("test")

@@ -36,7 +36,7 @@ from typing import Optional
 
 import yaml
 
-from lightning_modules.registry import get_method, method_names, resolve_method_name
+from hashcore.registry import get_method, method_names, resolve_method_name
 
 from . import paper_settings, report
 from .config_files import resolve as resolve_config

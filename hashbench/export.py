@@ -23,7 +23,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from callbacks import retrieval_metrics as rm
+from hashcore import retrieval_metrics as rm
 
 from .codes import Codes, load_codes, pack_codes, save_packed, sha256_file
 from .errors import ConfigError

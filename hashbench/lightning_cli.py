@@ -34,7 +34,7 @@ from callbacks.checkpoints import LastCheckpoint
 from callbacks.reproducibility import EpochSeeding
 from datamodules.base import HashDataModule
 from lightning_modules.base import HashModule
-from lightning_modules.registry import discover
+from hashcore.registry import discover
 
 from . import errors, help_order, paper_settings
 from .cli import LIGHTNING_COMMANDS

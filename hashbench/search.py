@@ -7,7 +7,7 @@ Two backends give the same answer:
   exactly: a query whose (k+1)-th item is as near as its k-th is redone with a range search at that distance
   and the smallest indices win. Radius search uses ``IndexBinaryMultiHash`` with r+1 disjoint hash tables and
   no bit flips, which is exact by pigeonhole (two codes within r bits agree on one of r+1 disjoint substrings).
-* ``torch``: the metrics' own streaming engine (``callbacks.retrieval_metrics.hamming_topk`` /
+* ``torch``: the metrics' own streaming engine (``hashcore.retrieval_metrics.hamming_topk`` /
   ``hamming_within``), which is what every evaluation ranks with.
 
 ``auto`` picks faiss when it is installed.
@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from callbacks import retrieval_metrics as rm
+from hashcore import retrieval_metrics as rm
 
 from .codes import pack_codes
 

@@ -1,7 +1,7 @@
 """Hashing methods as LightningModules over a shared base; hash layers and losses are pure torch.
 
-Every method registers itself (``lightning_modules.registry``). Exports are lazy so that
-``import lightning_modules.losses`` never imports Lightning.
+Every method registers itself (``hashcore.registry``). Exports are lazy so that
+``import hashcore.losses`` never imports Lightning.
 """
 from importlib import import_module
 

@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import HashModule
-from .distributed import gather_with_grad, global_rank, world_size
-from .hash_layers import bihalf, sign_pull
-from .losses import bit_balance_penalty
-from .registry import register_method
+from hashcore.distributed import gather_with_grad, global_rank, world_size
+from hashcore.hash_layers import bihalf, sign_pull
+from hashcore.losses import bit_balance_penalty
+from hashcore.registry import register_method
 
 OFFICIAL_MILESTONES = [60, 80]
 

@@ -18,10 +18,10 @@ from typing import Literal, Optional
 from torch import nn
 
 from .base import HashModule
-from .distributed import gather_with_grad
-from .hash_layers import bihalf
-from .losses import cosine_mse_halves
-from .registry import register_method
+from hashcore.distributed import gather_with_grad
+from hashcore.hash_layers import bihalf
+from hashcore.losses import cosine_mse_halves
+from hashcore.registry import register_method
 
 
 @register_method("bihalf", aliases=("bihalfnet", "bi_half"))

@@ -16,10 +16,10 @@ from typing import Literal, Optional
 import torch
 
 from .base import HashModule, mlp_head
-from .distributed import gather_with_grad
-from .hash_layers import cib_binarize
-from .losses import cib_kl, nt_xent
-from .registry import register_method
+from hashcore.distributed import gather_with_grad
+from hashcore.hash_layers import cib_binarize
+from hashcore.losses import cib_kl, nt_xent
+from hashcore.registry import register_method
 
 
 @register_method("cib", aliases=("cibhash",))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from .base import HashModule
-from .distributed import deduplicate_by_index, gather_padded
+from hashcore.distributed import deduplicate_by_index, gather_padded
 
 
 class ClosedFormHashModule(HashModule):

@@ -3,7 +3,7 @@
 Official code ``yuanli2333/Hadamard-Matrix-for-hashing@55cab00`` (docs/methods.md#csq):
 - centres (``train.py`` loads ``data/<d>/hash_centers/<K>_<d>_<C>_class.pkl``, made as in
   ``Tutorial_ hash_center_generation.ipynb``): rows of [H_K; −H_K] of a Hadamard matrix, Bernoulli rows with K/2
-  −1s beyond 2K classes (lightning_modules/losses.py: csq_hash_centers, generated here from ``center_seed``);
+  −1s beyond 2K classes (hashcore/losses.py: csq_hash_centers, generated here from ``center_seed``);
 - multi-label targets: the sign of the mean of the labels' centres, ties from one fixed random centre
   (``Hash_center_multilables``);
 - network (``network.py: AlexNetFc``): backbone → Linear(D, D) → ReLU → Linear(D, D) → ReLU → Linear(D, K) → tanh;
@@ -20,8 +20,8 @@ from typing import Literal, Optional
 import torch
 
 from .base import HashModule, mlp_head
-from .losses import csq_hash_centers, csq_label_centers, csq_loss
-from .registry import register_method
+from hashcore.losses import csq_hash_centers, csq_label_centers, csq_loss
+from hashcore.registry import register_method
 
 
 @register_method("csq")

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from .base import HashModule
-from .distributed import gather_with_grad
-from .losses import dch_loss
-from .registry import register_method
+from hashcore.distributed import gather_with_grad
+from hashcore.losses import dch_loss
+from hashcore.registry import register_method
 
 
 @register_method("dch")

@@ -3,7 +3,7 @@
 Official code ``jiangqy/DPSH-pytorch@0423181:DPSH_CIFAR_10.py: DPSH_algo`` (docs/methods.md#dpsh): AlexNet with every
 layer trained, its last layer replaced by Linear(4096, K); the outputs U and codes B = sign(U) of every training
 image are kept and overwritten by index as the batches come; the loss of a batch is its likelihood against all of U
-(lightning_modules/losses.py: dpsh_loss) + λ·|B − u|², λ 10; plain SGD lr 0.05 (no momentum), wd 1e-5, batch
+(hashcore/losses.py: dpsh_loss) + λ·|B − u|², λ 10; plain SGD lr 0.05 (no momentum), wd 1e-5, batch
 128, 150 epochs, lr ×0.1 every 50 epochs; Resize 256 → CenterCrop 224, no augmentation.
 U, B and the labels Y seen so far are buffers: saved in and restored from checkpoints, and under DDP every rank
 writes the rows of the global batch, so every rank holds the same U and the step equals the single-process one.
@@ -15,9 +15,9 @@ from typing import Literal, Optional
 from torch import nn
 
 from .base import HashModule
-from .distributed import gather_with_grad
-from .losses import dpsh_loss
-from .registry import register_method
+from hashcore.distributed import gather_with_grad
+from hashcore.losses import dpsh_loss
+from hashcore.registry import register_method
 from .train_rows import TrainRows
 
 

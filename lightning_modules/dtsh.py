@@ -5,12 +5,12 @@ Two variants (docs/methods.md#dtsh):
   ``train_triplet.m``, ``tripletSampling.m``, ``update.m``): the outputs U of every training image are kept by index
   (as DPSH); each batch image is an anchor against, for every other class, 50 stored rows of its own class × 50 of
   that class drawn from the train set outside the batch; θ = u·U/2, margin K/2, quantization η 100
-  (lightning_modules/losses.py: dtsh_sampled_loss); plain SGD lr 5e-4, wd 5e-4, ×2/3 every 20 epochs, 100 epochs,
+  (hashcore/losses.py: dtsh_sampled_loss); plain SGD lr 5e-4, wd 5e-4, ×2/3 every 20 epochs, 100 epochs,
   batch 128 (VGG-F there, AlexNet here). Single-label data only, as the code. The draw of each step comes from
   ``triplet_seed`` and the step number, so a resumed run draws what the uninterrupted one drew; it is taken among the
   rows seen so far (the code draws among all N, whose unseen rows are zero and add no gradient).
 - ``variant="port"``: ``swuxyj/DeepHash-pytorch@ab14068:DTSH.py``: every (anchor, positive, negative) of the batch,
-  θ = u·u, margin α 5, λ 1 (lightning_modules/losses.py: dtsh_loss); multi-label by shared labels; the port's
+  θ = u·u, margin α 5, λ 1 (hashcore/losses.py: dtsh_loss); multi-label by shared labels; the port's
   optimiser is RMSprop 1e-5, wd 1e-5, 150 epochs (set them with the variant).
 Under DDP both take the global batch: every rank writes the same rows and draws the same triplets.
 """
@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from .base import HashModule
-from .distributed import gather_with_grad
-from .losses import dtsh_loss, dtsh_sampled_loss
-from .registry import register_method
+from hashcore.distributed import gather_with_grad
+from hashcore.losses import dtsh_loss, dtsh_sampled_loss
+from hashcore.registry import register_method
 from .train_rows import TrainRows
 
 

@@ -17,10 +17,10 @@ from typing import Literal, Optional
 from torch import nn
 
 from .base import HashModule
-from .distributed import gather_with_grad
-from .hash_layers import sign_ste
-from .losses import cosine_mse_halves, greedy_penalty, greedy_supervised_loss
-from .registry import register_method
+from hashcore.distributed import gather_with_grad
+from hashcore.hash_layers import sign_ste
+from hashcore.losses import cosine_mse_halves, greedy_penalty, greedy_supervised_loss
+from hashcore.registry import register_method
 
 
 @register_method("greedy", aliases=("greedyhash",))

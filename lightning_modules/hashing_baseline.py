@@ -22,7 +22,7 @@ from torch import nn
 
 from .closed_form import ClosedFormHashModule
 from .itq import pca_directions
-from .registry import register_method
+from hashcore.registry import register_method
 
 
 def random_rotation(bits: int, seed: int) -> torch.Tensor:

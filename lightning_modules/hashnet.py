@@ -3,7 +3,7 @@
 Official code ``thuml/HashNet@85387b8`` (docs/methods.md#hashnet):
 - ``pytorch/src/network.py: AlexNetFc/ResNetFc``: backbone → Linear(D, K) (weights N(0, 0.01), bias 0) →
   tanh(β·h); ``iter_num`` counts training forwards and every 200 of them β = (1 + 0.005·iter_num)^0.5.
-- ``pytorch/src/loss.py: pairwise_loss`` (lightning_modules/losses.py: hashnet_loss): pairs between two
+- ``pytorch/src/loss.py: pairwise_loss`` (hashcore/losses.py: hashnet_loss): pairs between two
   independently drawn batches of 36 (here the first and second half of a batch of 72), similar pairs weighted by
   ``class_num``, dot products scaled by α = 10/K, log-sum replaced by its asymptote above 15.
 - ``pytorch/src/train.py``: SGD lr (README: 3e-4), momentum 0.9, Nesterov, wd 5e-4, hash layer ×10,
@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from .base import HashModule
-from .distributed import gather_with_grad
-from .losses import hashnet_loss
-from .registry import register_method
+from hashcore.distributed import gather_with_grad
+from hashcore.losses import hashnet_loss
+from hashcore.registry import register_method
 
 
 @register_method("hashnet")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from .closed_form import ClosedFormHashModule
-from .registry import register_method
+from hashcore.registry import register_method
 
 
 def pca_directions(centred: torch.Tensor, k: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from .closed_form import ClosedFormHashModule
-from .registry import register_method
+from hashcore.registry import register_method
 
 
 @register_method("lsh")

@@ -11,7 +11,7 @@ import torch
 
 from .closed_form import ClosedFormHashModule
 from .itq import pca_directions
-from .registry import register_method
+from hashcore.registry import register_method
 
 
 @register_method("pcah", aliases=("pca", "pca_hashing"))

@@ -23,7 +23,7 @@ import torch
 
 from .closed_form import ClosedFormHashModule
 from .itq import pca_directions
-from .registry import register_method
+from hashcore.registry import register_method
 
 #: MATLAB's ``eps`` (the spacing of doubles at 1.0), added to the box in ``trainSH.m``
 MATLAB_EPS = 2.220446049250313e-16

@@ -9,7 +9,7 @@ import lightning as L
 import pytest
 import yaml
 
-from lightning_modules import registry
+from hashcore import registry
 from tests.data_fixtures import write_list_dataset
 from tests.test_cli import REPO
 from tests.toy import ToyData

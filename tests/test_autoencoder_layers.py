@@ -4,8 +4,8 @@ suite's ``bihalf`` (tests/test_hash_layers.py)."""
 import pytest
 import torch
 
-from lightning_modules.hash_layers import sign_pull
-from lightning_modules.losses import bit_balance_penalty
+from hashcore.hash_layers import sign_pull
+from hashcore.losses import bit_balance_penalty
 
 
 def test_sign_pull_forward_is_sign_and_backward_adds_gamma_u_minus_b_over_nk():

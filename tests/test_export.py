@@ -10,7 +10,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from callbacks import retrieval_metrics as rm
+from hashcore import retrieval_metrics as rm
 from hashbench.codes import CodesFormatError, load_codes, pack_codes, save_codes, unpack_codes
 from hashbench.export import CodesWriter, encode_main, evaluate_main, search_main
 from hashbench.search import faiss_available

@@ -14,7 +14,7 @@ from torch import nn
 
 import lightning_modules.base as module_base
 from callbacks.feature_cache import FeatureCache
-from callbacks.feature_store import (CachedFeatureDataset, FeatureCacheBuilder, RandomTransformError,
+from hashcore.feature_store import (CachedFeatureDataset, FeatureCacheBuilder, RandomTransformError,
                                      cache_features, cache_key, encoder_fields)
 from callbacks.retrieval import RetrievalEvaluation
 from datamodules.cifar import CIFAR10

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-import callbacks.cache_storage as storage
-from callbacks.cache_storage import CacheStorageError
-from callbacks.feature_store import cache_features
+import hashcore.cache_storage as storage
+from hashcore.cache_storage import CacheStorageError
+from hashcore.feature_store import cache_features
 from tests.toy import ToyImages
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lightning_modules.hash_layers import (
+from hashcore.hash_layers import (
     bernoulli_ste,
     bihalf,
     cib_binarize,

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from callbacks import retrieval_metrics as rm
+from hashcore import retrieval_metrics as rm
 from lightning_modules import DCH, BiHalfNet, CIBHash, GreedyHash
 from lightning_modules.backbones import build_backbone, offline_mobilenet_v2_weights
 from lightning_modules.csq import CSQ
@@ -127,7 +127,7 @@ def test_method_beats_lsh_after_short_training(name, mnist_features):
 
 # ---- closed-form methods: one pass over the same train features, no training -------------------------------------
 def _closed_form_map(name: str, bits: int, f) -> float:
-    from lightning_modules.registry import get_method
+    from hashcore.registry import get_method
     model = get_method(name)(bits=bits, backbone="mobilenet_v2")
     model.use_cached_inputs(True)
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,

@@ -1,6 +1,6 @@
 """Loss values and gradients against hand-computed numbers, explicit loops and analytic derivatives.
 
-The references here are written independently of ``lightning_modules/losses.py`` (scalar loops,
+The references here are written independently of ``hashcore/losses.py`` (scalar loops,
 closed-form derivatives); none of them calls the code under test.
 """
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_modules.losses import (
+from hashcore.losses import (
     cib_kl,
     cosine_mse_halves,
     dch_loss,

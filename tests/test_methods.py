@@ -1,6 +1,6 @@
 """Every registered method: a real optimisation step on CPU, encode() shape/dtype/values, and its contracts.
 
-The generic tests run over ``lightning_modules.registry``, so a newly registered method is tested with no edit here.
+The generic tests run over ``hashcore.registry``, so a newly registered method is tested with no edit here.
 """
 import lightning as L
 import pytest
@@ -10,7 +10,7 @@ from hashbench.cli import connect
 from lightning_modules import DCH, BiHalfNet, CIBHash, GreedyHash
 from lightning_modules.backbones import build_backbone
 from lightning_modules.base import HashModule, NonFiniteLossError
-from lightning_modules.registry import get_method, method_names, resolve_method_name
+from hashcore.registry import get_method, method_names, resolve_method_name
 from tests.toy import ToyData
 
 TINY = dict(backbone="tiny_cnn", pretrained=False)

@@ -6,7 +6,7 @@ import lightning as L
 import pytest
 import torch
 
-from callbacks import retrieval_metrics as rm
+from hashcore import retrieval_metrics as rm
 from callbacks.retrieval import RetrievalEvaluation, deduplicate_by_index, format_results
 from tests.toy import FlippedBitHash, OnePassHash, RankMetricsRecorder, ToyData, ToyHash
 

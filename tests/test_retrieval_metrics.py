@@ -1,4 +1,4 @@
-"""Tests of callbacks/retrieval_metrics/ against independent brute-force computations.
+"""Tests of hashcore/retrieval_metrics/ against independent brute-force computations.
 
 The references below are deliberately naive: explicit Python loops, ``sorted`` with key
 (distance, index), permutations enumerated with itertools.  They share no code with the module.
@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from callbacks import retrieval_metrics as rm
-from callbacks.retrieval_metrics import engine, inputs, tie_average, topk
-from callbacks.retrieval_metrics import (
+from hashcore import retrieval_metrics as rm
+from hashcore.retrieval_metrics import engine, inputs, tie_average, topk
+from hashcore.retrieval_metrics import (
     bit_statistics,
     hamming_radius_metrics,
     hamming_topk,
@@ -771,7 +771,7 @@ def test_per_query_reduction_errors():
 
 
 def test_means_are_left_to_right_sums_whatever_the_thread_count():
-    from callbacks.retrieval_metrics.reduction import ordered_mean, ordered_sum
+    from hashcore.retrieval_metrics.reduction import ordered_mean, ordered_sum
 
     x = torch.rand(70_001, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1e6
     x[::7] *= 1e-9  # a wide dynamic range, so the summation order shows in the last bits
@@ -809,13 +809,13 @@ def test_cuda_matches_cpu():
 def test_package_is_pure():
     """No Lightning and nothing of ours above the metrics package: only torch, numpy and the stdlib."""
     imported = set()
-    for path in (ROOT / "callbacks" / "retrieval_metrics").glob("*.py"):
+    for path in (ROOT / "hashcore" / "retrieval_metrics").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 imported |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0:  # relative imports stay in the package
                 imported.add((node.module or "").split(".")[0])
     assert imported <= {"__future__", "torch", "numpy", "math", "typing", "dataclasses", "ctypes"}, imported
-    code = "import sys, callbacks.retrieval_metrics; assert 'lightning' not in sys.modules; print('ok')"
+    code = "import sys, hashcore.retrieval_metrics; assert 'lightning' not in sys.modules; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from callbacks import retrieval_metrics as rm
+from hashcore import retrieval_metrics as rm
 from hashbench.search import HammingIndex, faiss_available, hamming_topk
 
 BACKENDS = ["torch", pytest.param("faiss", marks=pytest.mark.skipif(not faiss_available(), reason="needs faiss-cpu"))]

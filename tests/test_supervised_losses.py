@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_modules.losses import (
+from hashcore.losses import (
     csq_hash_centers,
     csq_label_centers,
     csq_loss,
@@ -252,7 +252,7 @@ def test_dtsh_sampled_loss_gradient_is_the_official_hand_written_one():
                     djdu[i] += (1 - _sigmoid(t)) * (pn[i, gi, a] - nn_[i, gi, b])
         djdu[i] -= 4 * eta * (un[i] - np.sign(un[i]))
     u.requires_grad_(True)
-    from lightning_modules.losses import dtsh_sampled_loss
+    from hashcore.losses import dtsh_sampled_loss
     terms = dtsh_sampled_loss(u, pos, neg, valid, margin, eta, big_n)
     terms["loss"].backward()
     np.testing.assert_allclose(u.grad.numpy(), -djdu / (n * big_n), rtol=1e-10, atol=1e-14)
