@@ -1,0 +1,69 @@
+"""The reproduction ledger: every row has a source and a config; a cell is compared only with the same row."""
+from pathlib import Path
+
+import pytest
+
+from hashbench import ledger
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _row(**kw):
+    base = dict(paper="p", table="table1", method="bihalf", dataset="cifar10", protocol="bihalf_i",
+                metric="mAP@1000", bits=16, backbone="vgg16", value=0.561, config="experiments/cifar_bihalf.yaml",
+                source="arXiv 2012.12334, Table 1")
+    base.update(kw)
+    return ledger.Reported(**base)
+
+
+CELL = dict(method="bihalf", dataset="cifar10", protocol="bihalf_i", metric="mAP@1000", bits=16, backbone="vgg16")
+
+
+def test_every_ledger_row_has_a_source_and_an_existing_config():
+    rows = ledger.load()
+    assert rows, "experiments/reported/ holds no rows"
+    for r in rows:
+        assert "arXiv" in r.source or "CVPR" in r.source or "NeurIPS" in r.source, r
+        assert (ROOT / r.config).is_file(), f"{r.config} of {r.paper}:{r.table} does not exist"
+        assert 0 < r.value <= 1
+
+
+def test_same_row_is_matched_and_judged_by_the_seeds_spread():
+    c = ledger.compare_cell(CELL, [0.55, 0.56, 0.57], [_row()])
+    assert c.ours == pytest.approx(0.56) and c.delta == pytest.approx(-0.001)
+    assert c.verdict.startswith("agrees")
+    far = ledger.compare_cell(CELL, [0.40, 0.41, 0.42], [_row()])
+    assert far.verdict.startswith("below paper")
+    assert ledger.compare_cell(CELL, [0.40], [_row()]).verdict == "one seed: no verdict"
+
+
+@pytest.mark.parametrize("key,value,why", [("protocol", "bihalf_ii", "protocol"), ("backbone", "alexnet", "backbone")])
+def test_different_protocol_or_backbone_is_not_compared(key, value, why):
+    c = ledger.compare_cell({**CELL, key: value}, [0.56, 0.56], [_row()])
+    assert c.verdict.startswith("not comparable") and why in c.verdict
+    assert c.ours is None and c.delta is None
+
+
+def test_other_bits_or_metric_have_no_row():
+    assert ledger.compare_cell({**CELL, "bits": 32}, [0.5], [_row()]) is None
+    assert ledger.compare_cell({**CELL, "metric": "mAP@all"}, [0.5], [_row()]) is None
+
+
+def test_percent_and_fraction_units_mean_the_same(tmp_path):
+    (tmp_path / "a.yaml").write_text(
+        "paper: a\nrows:\n"
+        "- {table: t, method: m, dataset: d, protocol: p, metric: mAP@all, bits: 16, backbone: b, value: 56.1,"
+        " unit: percent, config: c, source: s}\n"
+        "- {table: t, method: m, dataset: d, protocol: p, metric: mAP@all, bits: 32, backbone: b, value: 0.561,"
+        " unit: fraction, config: c, source: s}\n")
+    a, b = ledger.load(tmp_path)
+    assert a.value == pytest.approx(0.561) and b.value == pytest.approx(0.561)
+    (tmp_path / "a.yaml").write_text("paper: a\nrows:\n- {table: t, method: m, value: 56.1, unit: percent}\n")
+    with pytest.raises(ledger.LedgerError, match="lacks"):
+        ledger.load(tmp_path)
+
+
+def test_select_by_paper_and_table():
+    rows = ledger.load()
+    assert {r.table for r in ledger.select(rows, "bihalf:table1")} == {"table1"}
+    assert len(ledger.select(rows, "bihalf")) > len(ledger.select(rows, "bihalf:table1"))
