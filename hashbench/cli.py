@@ -33,6 +33,8 @@ COMMANDS = {
                "hashbench encode --config experiments/cifar_cib.yaml --ckpt_path last --split database --out codes/database"),
     "evaluate": ("re-score saved codes with the suite's exact metrics",
                  "hashbench evaluate --codes codes/"),
+    "reproduce": ("run the configs of a paper's ledger rows (experiments/reported/) and print paper vs ours",
+                  "hashbench reproduce bihalf:table1 --seeds 3"),
     "search": ("exact Hamming top-k of query images against saved codes",
                "hashbench search --index codes/database --query photo.jpg -k 10"),
 }
@@ -87,6 +89,8 @@ def _dispatch(argv: list[str]) -> None:
     if command == "compare":
         from hashbench.compare import main as compare_main
         compare_main(rest)
+    elif command == "reproduce":
+        import_module("hashbench.reproduce").main(rest)
     elif command in ("encode", "evaluate", "search"):
         export = import_module("hashbench.export")
         code = getattr(export, f"{command}_main")(rest)

@@ -313,7 +313,7 @@ class Sweep:
         row = {"method": cell.method, "display": type(model).__name__, "bits": cell.bits, "seed": cell.seed,
                "status": "ok", "dataset": getattr(dm, "display_name", "") or getattr(dm, "dataset_name", "")
                or type(dm).__name__,
-               "protocol": getattr(dm, "protocol", ""),
+               "protocol": getattr(dm, "protocol", ""), "backbone": str(model.hparams.get("backbone", "")),
                "headline": f"mAP@{cut_offs[0]}",  # the evaluation's first cut-off: the protocol's unless overridden
                "supervised": bool(getattr(model, "supervised", False)), "baseline": bool(getattr(model, "baseline", False)),
                **metrics, "fit_seconds": round(fit_s, 2), "total_seconds": round(time.perf_counter() - t0, 2),

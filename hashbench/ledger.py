@@ -13,10 +13,13 @@ Verdict rule (values as fractions; the paper's percent is divided by 100):
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from .errors import ConfigError
 
 LEDGER_DIR = Path(__file__).resolve().parent.parent / "experiments" / "reported"
 REQUIRED = ("paper", "table", "method", "dataset", "protocol", "metric", "bits", "backbone", "value", "unit",
@@ -24,8 +27,8 @@ REQUIRED = ("paper", "table", "method", "dataset", "protocol", "metric", "bits",
 UNITS = {"percent": 100.0, "fraction": 1.0}
 
 
-class LedgerError(ValueError):
-    """A ledger file is malformed (names the file and the row)."""
+class LedgerError(ConfigError):
+    """A ledger file is malformed (names the file and the row): a user error, exit 2."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,10 @@ def load_file(path: Path) -> list[Reported]:
     return rows
 
 
-def load(folder: Path = LEDGER_DIR) -> list[Reported]:
-    return [r for p in sorted(Path(folder).glob("*.yaml")) for r in load_file(p)]
+def load(folder: Path | None = None) -> list[Reported]:
+    """Every row of every ``*.yaml`` in ``folder`` (default: $HASHBENCH_LEDGER, else experiments/reported/)."""
+    folder = Path(folder or os.environ.get("HASHBENCH_LEDGER") or LEDGER_DIR)
+    return [r for p in sorted(folder.glob("*.yaml")) for r in load_file(p)]
 
 
 def select(rows: list[Reported], spec: str) -> list[Reported]:
@@ -86,7 +91,10 @@ def select(rows: list[Reported], spec: str) -> list[Reported]:
 
 
 def _same(a, b) -> bool:
-    return str(a).strip().lower() == str(b).strip().lower()
+    """Names agree up to case and punctuation ('CIFAR-10' is 'cifar10', 'mAP@All' is 'map@all')."""
+    def norm(x):
+        return "".join(ch for ch in str(x).lower() if ch.isalnum() or ch == "@")
+    return norm(a) == norm(b)
 
 
 @dataclass(frozen=True)
@@ -125,3 +133,68 @@ def compare_cell(cell: dict, values: list[float], ledger: list[Reported]) -> Com
     tolerance = max(2 * std / math.sqrt(n), row.official_spread or 0.0)
     verdict = "agrees" if abs(delta) <= tolerance else ("above paper" if delta > 0 else "below paper")
     return Comparison(row, mean, delta, f"{verdict} (|Δ| {abs(delta):.4f} vs tolerance {tolerance:.4f}, {n} seeds)")
+
+
+LEDGER_COLUMNS = ("reported", "reported_metric", "delta", "verdict", "reported_source")
+
+
+def annotate(rows: list[dict], ledger_rows: list[Reported] | None = None) -> list[dict]:
+    """Copies of ``rows`` where every finished run of a (method, bits) cell that has a ledger row carries the
+    paper's number next to ours: reported, reported_metric, delta (mean over the cell's seeds − reported),
+    verdict and reported_source. Rows without a ledger row come back unchanged."""
+    ledger_rows = load() if ledger_rows is None else ledger_rows
+    out = [dict(r) for r in rows]
+    ok = [r for r in out if r.get("status") == "ok"]
+    cells: dict[tuple, list[dict]] = {}
+    for r in ok:
+        cells.setdefault((r.get("method"), r.get("bits")), []).append(r)
+    for (method, bits), runs in cells.items():
+        first = runs[0]
+        metrics = [first.get("headline")] + [k for k in first if str(k).startswith("mAP@") and k != first.get("headline")]
+        for metric in metrics:
+            cell = {"method": method, "bits": bits, "metric": metric, "dataset": first.get("dataset"),
+                    "protocol": first.get("protocol"), "backbone": first.get("backbone")}
+            values = [float(r[metric]) for r in runs if isinstance(r.get(metric), (int, float))]
+            found = compare_cell(cell, values, ledger_rows)
+            if found is None:
+                continue
+            for r in runs:
+                r.update(reported=round(found.row.value, 4), reported_metric=found.row.metric,
+                         delta="" if found.delta is None else round(found.delta, 4), verdict=found.verdict,
+                         reported_source=found.row.source)
+            break
+    return out
+
+
+TABLE_COLUMNS = ["method", "bits", "metric", "reported", "ours (mean)", "delta", "verdict", "source"]
+
+
+def table(rows: list[dict]) -> list[list]:
+    """One line per (method, bits) cell with a ledger row, for summary.md and the W&B summary run."""
+    annotated, seen, data = annotate(rows), set(), []
+    for r in annotated:
+        key = (r.get("method"), r.get("bits"))
+        if "verdict" not in r or key in seen:
+            continue
+        seen.add(key)
+        metric = r["reported_metric"]
+        vals = [float(x[metric]) for x in annotated if (x.get("method"), x.get("bits")) == key
+                and x.get("status") == "ok" and isinstance(x.get(metric), (int, float))]
+        compared = vals and not str(r["verdict"]).startswith("not comparable")
+        data.append([r["method"], r["bits"], metric, r["reported"], round(sum(vals) / len(vals), 4) if compared
+                     else None, r["delta"] if isinstance(r["delta"], float) else None, r["verdict"],
+                     r["reported_source"]])
+    return data
+
+
+def markdown_section(rows: list[dict]) -> str:
+    """summary.md's 'Against the papers' table ('' when no cell has a ledger row)."""
+    data = table(rows)
+    if not data:
+        return ""
+    lines = [f"| {m} | {b} | {k} | {rep:.4f} | {'–' if ours is None else f'{ours:.4f}'} | "
+             f"{'–' if d is None else f'{d:+.4f}'} | {v} | {src} |" for m, b, k, rep, ours, d, v, src in data]
+    return "\n".join(["## Against the papers (experiments/reported/)", "",
+                      "| " + " | ".join(TABLE_COLUMNS) + " |", "|---" * len(TABLE_COLUMNS) + "|", *lines, "",
+                      "Verdict: 'agrees' when |Δ| ≤ 2 standard errors of the seeds (or the official code's spread); "
+                      "one seed gives no verdict; another protocol or backbone is never compared (docs/ledger.md)."])

@@ -18,6 +18,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from .ledger import annotate as against_papers
 from .report_examples import retrieval_examples_figure, save_thumbnails
 from .report_figures import (DPI, FIGURES, bit_balance_figure, line_styles, map_vs_bits_figure,
                              precision_at_n_figure, pr_curves_figure)
@@ -35,6 +36,7 @@ def write_rows(out: Path, rows: list[dict]) -> None:
     rewritten after each run so a crash or Ctrl-C in run N keeps runs 1..N-1."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    rows = against_papers(rows)  # reported / delta / verdict columns where a ledger row matches
     atomic_write_text(out / "runs.json", json.dumps(rows, indent=1))  # a reader never sees half a table
     scalar_keys: list[str] = []
     for row in rows:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 METADATA_KEYS = frozenset({
     "method", "display", "bits", "seed", "status", "error", "dataset", "protocol", "headline", "supervised",
     "baseline", "fit_seconds", "total_seconds", "epochs", "num_query", "num_database", "git_commit",
-    "config_hash"})
+    "config_hash", "backbone", "reported", "reported_metric", "delta", "verdict", "reported_source"})
 ITQ = "itq"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from .ledger import annotate, markdown_section
 from .report_rows import MethodInfo, Stat, Sweep, TitleInfo
 
 RETRIEVAL_PREFIXES = ("mAP@", "P@", "R@")
@@ -39,6 +40,7 @@ def summary_markdown(rows: list[dict], title_info: TitleInfo | Mapping) -> str:
         parts.append(_constant_sentence(sweep, constant))
     if sweep.failed:
         parts.append(_failed_section(sweep))
+    parts.append(markdown_section(annotate(rows)))
     parts.append(_glossary([sweep.headline, *others]))
     return "\n\n".join(p for p in parts if p) + "\n"
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .report_figures import FIGURES
+from . import ledger
 from .report_rows import Sweep, TitleInfo
 
 
@@ -59,6 +60,8 @@ def log_wandb_summary(rows: list[dict], out: Path, title_info: TitleInfo | Mappi
     try:
         h = sweep.headline
         payload = {"comparison": wandb.Table(columns=columns, data=data)}
+        if against := ledger.table(rows):  # reported / ours / Δ / verdict where a ledger row matches
+            payload["against_papers"] = wandb.Table(columns=ledger.TABLE_COLUMNS, data=against)
         for path in figures:
             payload[f"figures/{path.stem}"] = wandb.Image(str(path), caption=f"{info.setting}: {path.stem}")
         lines = [(m, [(b, s.mean) for b in sweep.bits if (s := sweep.stat(m.method, b, h))]) for m in sweep.methods]
