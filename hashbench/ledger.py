@@ -132,7 +132,7 @@ def compare_cell(cell: dict, values: list[float], ledger: list[Reported]) -> Com
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     tolerance = max(2 * std / math.sqrt(n), row.official_spread or 0.0)
     verdict = "agrees" if abs(delta) <= tolerance else ("above paper" if delta > 0 else "below paper")
-    return Comparison(row, mean, delta, f"{verdict} (|Δ| {abs(delta):.4f} vs tolerance {tolerance:.4f}, {n} seeds)")
+    return Comparison(row, mean, delta, f"{verdict} (Δ {delta:+.4f}, tolerance ±{tolerance:.4f}, {n} seeds)")
 
 
 LEDGER_COLUMNS = ("reported", "reported_metric", "delta", "verdict", "reported_source")

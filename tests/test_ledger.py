@@ -67,3 +67,15 @@ def test_select_by_paper_and_table():
     rows = ledger.load()
     assert {r.table for r in ledger.select(rows, "bihalf:table1")} == {"table1"}
     assert len(ledger.select(rows, "bihalf")) > len(ledger.select(rows, "bihalf:table1"))
+
+
+def test_every_ledger_config_trains_the_rows_method_on_the_rows_protocol():
+    """reproduce passes the row's config to compare with the row's method: both must name the same model class,
+    and the config's data protocol must be the row's (else the row would never match its own run)."""
+    import yaml
+    for r in ledger.load():
+        config = yaml.safe_load((ROOT / r.config).read_text())
+        method = yaml.safe_load((ROOT / "experiments" / "methods" / f"{r.method}.yaml").read_text())
+        assert config["model"]["class_path"] == method["model"]["class_path"], r
+        assert config["data"]["init_args"]["protocol"] == r.protocol, r
+        assert config["model"]["init_args"].get("backbone") == r.backbone, r
