@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,8 +143,13 @@ def annotate(rows: list[dict], ledger_rows: list[Reported] | None = None) -> lis
     """Copies of ``rows`` where every finished run of a (method, bits) cell that has a ledger row carries the
     paper's number next to ours: reported, reported_metric, delta (mean over the cell's seeds − reported),
     verdict and reported_source. Rows without a ledger row come back unchanged."""
-    ledger_rows = load() if ledger_rows is None else ledger_rows
     out = [dict(r) for r in rows]
+    if ledger_rows is None:
+        try:
+            ledger_rows = load()
+        except LedgerError as err:  # a broken ledger file must not cost the sweep its runs.csv / summary.md
+            print(f"hashbench: warning: {err} (reported numbers left out)", file=sys.stderr)
+            return out
     ok = [r for r in out if r.get("status") == "ok"]
     cells: dict[tuple, list[dict]] = {}
     for r in ok:

@@ -79,3 +79,23 @@ def test_every_ledger_config_trains_the_rows_method_on_the_rows_protocol():
         assert config["model"]["class_path"] == method["model"]["class_path"], r
         assert config["data"]["init_args"]["protocol"] == r.protocol, r
         assert config["model"]["init_args"].get("backbone") == r.backbone, r
+
+
+def test_annotate_puts_the_paper_next_to_every_seed_of_the_cell_and_table_summarises_it():
+    rows = [{**CELL, "status": "ok", "seed": s, "headline": "mAP@1000", "mAP@1000": v}
+            for s, v in ((0, 0.55), (1, 0.57))] + [{**CELL, "bits": 32, "status": "ok", "seed": 0,
+                                                    "headline": "mAP@1000", "mAP@1000": 0.5}]
+    for r in rows:
+        del r["metric"]
+    out = ledger.annotate(rows, [_row()])
+    assert [r.get("reported") for r in out] == [0.561, 0.561, None]
+    assert out[0]["delta"] == pytest.approx(-0.001) and "agrees" in out[0]["verdict"]
+    assert "verdict" not in rows[0]  # the caller's rows are left alone
+
+
+def test_a_broken_ledger_file_is_reported_not_fatal_to_the_report(tmp_path, monkeypatch, capsys):
+    (tmp_path / "bad.yaml").write_text("paper: x\nrows:\n- {table: t}\n")
+    monkeypatch.setenv("HASHBENCH_LEDGER", str(tmp_path))
+    rows = [{**CELL, "status": "ok", "seed": 0, "headline": "mAP@1000", "mAP@1000": 0.5}]
+    assert ledger.annotate(rows) == rows
+    assert "hashbench: warning:" in capsys.readouterr().err
