@@ -149,7 +149,7 @@ def _drop(cfg: dict, dotted: str) -> None:
 
 def config_hash(args: list[str]) -> str:
     """12 hex digits of the resolved configuration (LightningCLI's own parse, nothing instantiated)."""
-    from .cli import HashbenchCLI, run_cli
+    from .lightning_cli import HashbenchCLI, run_cli
 
     def stop(self):
         raise _Parsed(yaml.safe_load(self.parser.dump(self._cfg(), skip_none=False)))
@@ -280,7 +280,7 @@ class Sweep:
         from callbacks.feature_cache import FeatureCache
         from callbacks.retrieval import RetrievalEvaluation
 
-        from .cli import run_cli
+        from .lightning_cli import run_cli
 
         cli = run_cli([*cell_args, "--trainer.default_root_dir", str(self.runs_dir), "--run_name", run_dir.name],
                       run=False)

@@ -160,7 +160,7 @@ def _checkpoint(cli, value: str) -> Path:
 
 def encode_main(argv: list[str]) -> int:
     args, overrides = _encode_parser().parse_known_args(argv)
-    from .cli import run_cli
+    from .lightning_cli import run_cli
     cli_args = [a for c in args.config for a in ("--config", c)] + ["--trainer.logger", "false", *overrides]
     cli = run_cli(cli_args, run=False)
     model, dm, trainer = cli.model, cli.datamodule, cli.trainer
@@ -310,7 +310,7 @@ def load_index_model(index: Codes, ckpt_path: Optional[str], overrides: list[str
     if want and sha256_file(ckpt) != want:
         raise ConfigError(f"checkpoint {ckpt} is not the one that made {index.folder} (sha256 differs from meta.json); "
                           "pass --ckpt_path to that checkpoint, or re-encode the database with this one")
-    from .cli import run_cli
+    from .lightning_cli import run_cli
     cli = run_cli(["--config", str(config), "--trainer.logger", "false", "--trainer.devices", "1",
                    "--trainer.strategy", "auto", *overrides], run=False)
     model = cli.model

@@ -37,7 +37,7 @@ from lightning_modules.base import HashModule
 from hashcore.registry import discover
 
 from . import errors, help_order, paper_settings
-from .cli import LIGHTNING_COMMANDS
+from .commands import LIGHTNING_COMMANDS
 from .checkpoint_io import SafeCheckpointIO, read_checkpoint
 from .ddp_launch import watch_launch
 from .runs import (DEFAULT_ROOT, RunError, RunIdentity, check_checkpoint_file, check_checkpoint_matches,
