@@ -237,10 +237,8 @@ def evaluate_codes(query: Codes, database: Codes, top_k, radius: Optional[int] =
     per_query = rm.per_query_metrics(
         torch.from_numpy(query.signed()), torch.from_numpy(query.labels), torch.from_numpy(database.signed()[order]),
         torch.from_numpy(database.labels[order]), top_ks=top_k, radius=radius, tie_average=tie_averaged, curves=True)
-    metrics = rm.summarize(per_query, exclude_no_relevant=exclude_no_relevant)
-    name = "all" if top_k[0] is None else str(top_k[0])
-    curves = {k.replace("pr_", "").replace("/", "_"): v.tolist() for k, v in rm.summarize_curves(per_query).items()}
-    return {"metrics": {"mAP": metrics[f"mAP@{name}"], **metrics}, "num_query": len(query),
+    metrics, curves = rm.results_metrics_and_curves(per_query, exclude_no_relevant=exclude_no_relevant)
+    return {"metrics": metrics, "num_query": len(query),
             "num_database": len(database), "bits": query.bits, "curves": curves,
             "query": str(query.folder), "database": str(database.folder),
             "checkpoint_sha256": {"query": query.meta.get("checkpoint_sha256"),
