@@ -38,7 +38,7 @@ import yaml
 
 from hashcore.registry import get_method, method_names, resolve_method_name
 
-from . import paper_settings, report
+from . import comparison, paper_settings
 from .config_files import resolve as resolve_config
 from .env_scope import restored_env
 from .errors import ConfigError
@@ -168,7 +168,7 @@ def config_hash(args: list[str]) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-class Sweep:
+class SweepRunner:
     """The runs of one comparison and its results folder."""
 
     def __init__(self, args: argparse.Namespace, overrides: list[str]):
@@ -341,7 +341,7 @@ class Sweep:
         missing = {k for k in wanted if not (self.out / "thumbs" / f"{k[0]}_{k[1]}.png").is_file()}
         if missing:
             with contextlib.suppress(Exception):  # figures are a courtesy: never lose a finished run to them
-                report.save_thumbnails(self.out, {k: image(*k) for k in sorted(missing)})
+                comparison.save_thumbnails(self.out, {k: image(*k) for k in sorted(missing)})
 
     # -- the sweep ------------------------------------------------------------------------------------
     def grid(self) -> list[Cell]:
@@ -361,7 +361,7 @@ class Sweep:
             body = "No run finished.\n\n" + "\n".join(f"- {r['method']}, {r['bits']} bits, seed {r['seed']}: "
                                                       f"{r.get('error')}" for r in rows)
         else:
-            body = report.summary_markdown(rows, info)
+            body = comparison.summary_markdown(rows, info)
         if old:
             body = body.rstrip("\n") + "\n\n\u2020 Runs of other code (not " + self.code.text + "):\n\n" + "\n".join(
                 f"- {r['method']}, {r['bits']} bits, seed {r['seed']}: {row_code_text(r)} ({r.get('run_dir', '')})"
@@ -379,13 +379,13 @@ class Sweep:
                 codes = sorted({row_code_text(r) for r in self.left_out})
                 self.say(f"{len(self.left_out)} finished runs of other code ({'; '.join(codes)}) are left out of the "
                          f"tables, which hold {self.code.text} only (--keep-old-code keeps them, marked)")
-            report.write_rows(self.out, rows)
+            comparison.write_rows(self.out, rows)
             try:  # a report problem is said, never loses the finished runs (they are on disk already)
-                self.info = report.TitleInfo.from_rows(rows) if any(r.get("status") == "ok" for r in rows) else None
+                self.info = comparison.TitleInfo.from_rows(rows) if any(r.get("status") == "ok" for r in rows) else None
                 self.summary_text = self.summary(rows, self.info)
                 atomic_write_text(self.out / "summary.md", self.summary_text + "\n")
                 if self.info is not None:
-                    report.plot_all(self.out, rows, self.info)
+                    comparison.plot_all(self.out, rows, self.info)
             except Exception as err:  # noqa: BLE001
                 self.say(f"summary/figures not written: {type(err).__name__}: {_first_line(err)} (runs.csv and "
                          "runs.json are complete)")
@@ -511,7 +511,7 @@ class Sweep:
         if not self.uses_wandb or self.wandb_mode == "disabled" or info is None:
             return
         try:
-            report.log_wandb_summary(rows, self.out, info, project="hashbench",
+            comparison.log_wandb_summary(rows, self.out, info, project="hashbench",
                                      group=f"{info.dataset}-{info.protocol}-comparison", name=f"compare-{self.args.name}",
                                      mode=self.wandb_mode)
         except Exception as err:  # noqa: BLE001 - the results folder is complete; W&B is a copy
@@ -587,4 +587,4 @@ def _quiet(verbose: bool):
 def main(argv: list[str]) -> list[dict]:
     args, overrides = parse(argv)
     with _quiet(args.verbose):
-        return Sweep(args, overrides).main()
+        return SweepRunner(args, overrides).main()

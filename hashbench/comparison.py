@@ -18,12 +18,12 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from .report_examples import retrieval_examples_figure, save_thumbnails
-from .report_figures import (DPI, FIGURES, bit_balance_figure, line_styles, map_vs_bits_figure,
+from .comparison_examples import retrieval_examples_figure, save_thumbnails
+from .comparison_figures import (DPI, FIGURES, bit_balance_figure, line_styles, map_vs_bits_figure,
                              precision_at_n_figure, pr_curves_figure)
-from .report_rows import ReportInputError, Sweep, TitleInfo
-from .report_summary import summary_markdown
-from .report_wandb import log_wandb_summary
+from .comparison_rows import ReportInputError, ComparisonRows, TitleInfo
+from .comparison_summary import summary_markdown
+from .comparison_wandb import log_wandb_summary
 from .sweep_locks import atomic_write_text
 
 __all__ = ["write_rows", "summary_markdown", "plot_all", "save_thumbnails", "log_wandb_summary", "TitleInfo",
@@ -55,7 +55,7 @@ def plot_all(out: Path, rows: list[dict], title_info: TitleInfo | Mapping) -> li
     this time is deleted, so no stale PNG of an earlier sweep in the same folder stays behind."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    info, sweep = TitleInfo.coerce(title_info), Sweep(rows)
+    info, sweep = TitleInfo.coerce(title_info), ComparisonRows(rows)
     styles = line_styles(sweep.methods)
     figures = {}
     if any(r.get("examples") for r in sweep.ok):  # first: it fails fast when thumbnails are missing
