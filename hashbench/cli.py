@@ -80,8 +80,14 @@ def _dispatch(argv: list[str]) -> None:
 
 def _export_main(command: str):
     """The ``main`` of encode/evaluate/search, imported only when that command runs."""
-    from . import export
-    return getattr(export, f"{command}_main")
+    if command == "encode":
+        from .encode_command import encode_main
+        return encode_main
+    if command == "evaluate":
+        from .evaluate_command import evaluate_main
+        return evaluate_main
+    from .search_command import search_main
+    return search_main
 
 
 def main(args=None) -> None:
