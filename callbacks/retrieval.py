@@ -246,10 +246,9 @@ class RetrievalEvaluation(L.Callback):
             query["codes"], query["labels"], database["codes"], database["labels"],
             query.get("scores"), database.get("scores"), timings, top_ks=cut_offs, radius=self.radius,
             tie_average=self.tie_averaged, curves=True)
-        report = rm.summarize(per_query, exclude_no_relevant=self.exclude_no_relevant)
-        curves = rm.summarize_curves(per_query)
+        metrics, curves = rm.results_metrics_and_curves(per_query, exclude_no_relevant=self.exclude_no_relevant)
         bit_stats = rm.bit_statistics(database["codes"])
-        metrics = {"mAP": report[f"mAP@{_k_name(cut_offs[0])}"], **report,
+        metrics = {**metrics,
                    "bit_entropy": bit_stats["mean_bit_entropy"],
                    "distinct_codes": bit_stats["distinct_code_fraction"],
                    "bit_balance_worst": float((bit_stats["plus_one_rate"] - 0.5).abs().max())}
@@ -267,7 +266,7 @@ class RetrievalEvaluation(L.Callback):
             "protocol": getattr(dm, "protocol", None), "world_size": world_size(),
             "query_shard": list(shard_bounds(num_q, global_rank(), world_size())),  # what this rank scored
             "timing": {k: round(v, 4) for k, v in timings.items()},  # this rank's scoring and gather
-            "curves": {k.replace("pr_", "").replace("/", "_"): _to_list(v) for k, v in curves.items()},
+            "curves": curves,
             "bit_plus_rate": _to_list(bit_stats["plus_one_rate"]),
         }
         if trainer.is_global_zero:

@@ -15,30 +15,10 @@ import sys
 from importlib import import_module
 
 from . import errors
+from .commands import COMMANDS, LIGHTNING_COMMANDS
 from .config_files import resolve_argv
 from .runs import is_global_zero
 
-COMMANDS = {
-    "fit": ("train a method on a dataset (resumable: --ckpt_path last)",
-            "hashbench fit --config experiments/cifar_cib.yaml --model.bits 32"),
-    "validate": ("evaluate a checkpoint on the validation split",
-                 "hashbench validate --config experiments/cifar_cib.yaml --ckpt_path best"),
-    "test": ("evaluate a checkpoint on the test queries against the database",
-             "hashbench test --config experiments/cifar_cib.yaml --ckpt_path last"),
-    "predict": ("run the model's predict loop (codes of the test queries and database)",
-                "hashbench predict --config experiments/cifar_cib.yaml --ckpt_path last"),
-    "compare": ("methods × code lengths × seeds, with LSH/ITQ baselines, into one results folder",
-                "hashbench compare --config experiments/data/cifar.yaml --methods cib,bihalf --bits 16,32,64 --seeds 3"),
-    "encode": ("write bit-packed codes of a split, a list file or an image folder",
-               "hashbench encode --config experiments/cifar_cib.yaml --ckpt_path last --split database --out codes/database"),
-    "evaluate": ("re-score saved codes with the suite's exact metrics",
-                 "hashbench evaluate --codes codes/"),
-    "reproduce": ("run the configs of a paper's ledger rows (experiments/reported/) and print paper vs ours",
-                  "hashbench reproduce bihalf:table1 --seeds 3"),
-    "search": ("exact Hamming top-k of query images against saved codes",
-               "hashbench search --index codes/database --query photo.jpg -k 10"),
-}
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 
 def top_level_help() -> str:
@@ -92,13 +72,24 @@ def _dispatch(argv: list[str]) -> None:
     elif command == "reproduce":
         import_module("hashbench.reproduce").main(rest)
     elif command in ("encode", "evaluate", "search"):
-        export = import_module("hashbench.export")
-        code = getattr(export, f"{command}_main")(rest)
+        code = _export_main(command)(rest)
         if code:
             raise SystemExit(code)
     else:
         from .lightning_cli import run_cli
         run_cli([command, *rest] if command in LIGHTNING_COMMANDS else resolve_argv(argv))
+
+
+def _export_main(command: str):
+    """The ``main`` of encode/evaluate/search, imported only when that command runs."""
+    if command == "encode":
+        from .encode_command import encode_main
+        return encode_main
+    if command == "evaluate":
+        from .evaluate_command import evaluate_main
+        return evaluate_main
+    from .search_command import search_main
+    return search_main
 
 
 def main(args=None) -> None:

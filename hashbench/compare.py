@@ -38,8 +38,9 @@ import yaml
 
 from hashcore.registry import get_method, method_names, resolve_method_name
 
-from . import paper_settings, report
+from . import comparison, paper_settings
 from .config_files import resolve as resolve_config
+from .env_scope import restored_env
 from .errors import ConfigError
 from .provenance import code_version, row_code_text
 from .runs import LAST, checkpoint_dir, is_global_zero
@@ -149,25 +150,25 @@ def _drop(cfg: dict, dotted: str) -> None:
 
 def config_hash(args: list[str]) -> str:
     """12 hex digits of the resolved configuration (LightningCLI's own parse, nothing instantiated)."""
-    from .cli import HashbenchCLI, run_cli
+    from .lightning_cli import HashbenchCLI, run_cli
 
-    def stop(self):
-        raise _Parsed(yaml.safe_load(self.parser.dump(self._cfg(), skip_none=False)))
+    class ParseOnly(HashbenchCLI):
+        """Stops at LightningCLI's public ``before_instantiate_classes`` hook with the parsed config (a subclass per
+        call, so two sweeps in one process never see each other's hook)."""
 
-    original = HashbenchCLI.before_instantiate_classes
-    HashbenchCLI.before_instantiate_classes = stop
+        def before_instantiate_classes(self) -> None:
+            raise _Parsed(yaml.safe_load(self.parser.dump(self.config, skip_none=False)))
+
     try:
-        run_cli(args, run=False)
+        run_cli(args, run=False, cli_class=ParseOnly)
     except _Parsed as parsed:
         cfg = parsed.config
-    finally:
-        HashbenchCLI.before_instantiate_classes = original
     for key in NOT_HASHED:
         _drop(cfg, key)
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-class Sweep:
+class SweepRunner:
     """The runs of one comparison and its results folder."""
 
     def __init__(self, args: argparse.Namespace, overrides: list[str]):
@@ -180,6 +181,7 @@ class Sweep:
         self.code = code_version()  # what trains every run of this sweep
         self.followed = False  # a DDP run: other ranks follow this process' decisions
         self.uses_wandb = False
+        self.wandb_mode: Optional[str] = None  # WANDB_MODE the runs logged with (each run restores it)
         self.summary_text, self.info = "", None
         self.data_class = self._data_class()  # read once: every method file names it
 
@@ -280,31 +282,35 @@ class Sweep:
         from callbacks.feature_cache import FeatureCache
         from callbacks.retrieval import RetrievalEvaluation
 
-        from .cli import run_cli
+        from .lightning_cli import run_cli
 
-        cli = run_cli([*cell_args, "--trainer.default_root_dir", str(self.runs_dir), "--run_name", run_dir.name],
-                      run=False)
-        trainer, model, dm = cli.trainer, cli.model, cli.datamodule
-        evaluator = next((c for c in trainer.callbacks if isinstance(c, RetrievalEvaluation)), None)
-        if evaluator is None:
-            evaluator = RetrievalEvaluation()
-            trainer.callbacks.append(evaluator)
-        evaluator.save_dir = str(run_dir / "retrieval")
-        evaluator.examples = self.args.examples
-        evaluator.print_results = False  # one line per run here, the table at the end
-        if not self.args.verbose:
-            for cb in trainer.callbacks:  # the per-run line gives the time; no progress bars in a sweep
-                if isinstance(cb, FeatureCache):
-                    cb.progress = False
-        last = checkpoint_dir(run_dir) / LAST
-        resume = str(last) if last.is_file() else None
-        t0 = time.perf_counter()
-        try:
-            _interruptible(trainer, lambda: trainer.fit(model, datamodule=dm, ckpt_path=resume))
-            fit_s = time.perf_counter() - t0
-            _interruptible(trainer, lambda: trainer.test(model, datamodule=dm, verbose=False))
-        finally:
-            _finish_wandb(trainer)  # else the next run's logger writes into this run
+        # LightningCLI turns W&B offline (WANDB_MODE) when no API key is set: that holds for this run only
+        with restored_env("WANDB_MODE"):
+            cli = run_cli([*cell_args, "--trainer.default_root_dir", str(self.runs_dir), "--run_name", run_dir.name],
+                          run=False)
+            trainer, model, dm = cli.trainer, cli.model, cli.datamodule
+            evaluator = next((c for c in trainer.callbacks if isinstance(c, RetrievalEvaluation)), None)
+            if evaluator is None:
+                evaluator = RetrievalEvaluation()
+                trainer.callbacks.append(evaluator)
+            evaluator.save_dir = str(run_dir / "retrieval")
+            evaluator.examples = self.args.examples
+            evaluator.print_results = False  # one line per run here, the table at the end
+            if not self.args.verbose:
+                for cb in trainer.callbacks:  # the per-run line gives the time; no progress bars in a sweep
+                    if isinstance(cb, FeatureCache):
+                        cb.progress = False
+            last = checkpoint_dir(run_dir) / LAST
+            resume = str(last) if last.is_file() else None
+            t0 = time.perf_counter()
+            try:
+                _interruptible(trainer, lambda: trainer.fit(model, datamodule=dm, ckpt_path=resume))
+                fit_s = time.perf_counter() - t0
+                _interruptible(trainer, lambda: trainer.test(model, datamodule=dm, verbose=False))
+            finally:
+                _finish_wandb(trainer)  # else the next run's logger writes into this run
+            if any(type(lg).__name__ == "WandbLogger" for lg in trainer.loggers):
+                self.wandb_mode = os.environ.get("WANDB_MODE")  # the summary run logs as the runs did
         results = json.loads((run_dir / "retrieval" / "test_last.json").read_text()) if self.writer else {}
         metrics = {k: float(v) for k, v in results.get("metrics", {}).items() if k != "mAP"}
         cut_offs = results.get("top_k") or ["all" if getattr(dm, "top_k", None) is None else dm.top_k]
@@ -335,7 +341,7 @@ class Sweep:
         missing = {k for k in wanted if not (self.out / "thumbs" / f"{k[0]}_{k[1]}.png").is_file()}
         if missing:
             with contextlib.suppress(Exception):  # figures are a courtesy: never lose a finished run to them
-                report.save_thumbnails(self.out, {k: image(*k) for k in sorted(missing)})
+                comparison.save_thumbnails(self.out, {k: image(*k) for k in sorted(missing)})
 
     # -- the sweep ------------------------------------------------------------------------------------
     def grid(self) -> list[Cell]:
@@ -355,7 +361,7 @@ class Sweep:
             body = "No run finished.\n\n" + "\n".join(f"- {r['method']}, {r['bits']} bits, seed {r['seed']}: "
                                                       f"{r.get('error')}" for r in rows)
         else:
-            body = report.summary_markdown(rows, info)
+            body = comparison.summary_markdown(rows, info)
         if old:
             body = body.rstrip("\n") + "\n\n\u2020 Runs of other code (not " + self.code.text + "):\n\n" + "\n".join(
                 f"- {r['method']}, {r['bits']} bits, seed {r['seed']}: {row_code_text(r)} ({r.get('run_dir', '')})"
@@ -373,13 +379,13 @@ class Sweep:
                 codes = sorted({row_code_text(r) for r in self.left_out})
                 self.say(f"{len(self.left_out)} finished runs of other code ({'; '.join(codes)}) are left out of the "
                          f"tables, which hold {self.code.text} only (--keep-old-code keeps them, marked)")
-            report.write_rows(self.out, rows)
+            comparison.write_rows(self.out, rows)
             try:  # a report problem is said, never loses the finished runs (they are on disk already)
-                self.info = report.TitleInfo.from_rows(rows) if any(r.get("status") == "ok" for r in rows) else None
+                self.info = comparison.TitleInfo.from_rows(rows) if any(r.get("status") == "ok" for r in rows) else None
                 self.summary_text = self.summary(rows, self.info)
                 atomic_write_text(self.out / "summary.md", self.summary_text + "\n")
                 if self.info is not None:
-                    report.plot_all(self.out, rows, self.info)
+                    comparison.plot_all(self.out, rows, self.info)
             except Exception as err:  # noqa: BLE001
                 self.say(f"summary/figures not written: {type(err).__name__}: {_first_line(err)} (runs.csv and "
                          "runs.json are complete)")
@@ -502,11 +508,12 @@ class Sweep:
     def _wandb_summary(self, rows: list[dict]) -> None:
         """One W&B run holding the comparison table and figures (when this sweep's runs logged to W&B)."""
         info = self.info
-        if not self.uses_wandb or os.environ.get("WANDB_MODE") == "disabled" or info is None:
+        if not self.uses_wandb or self.wandb_mode == "disabled" or info is None:
             return
         try:
-            report.log_wandb_summary(rows, self.out, info, project="hashbench",
-                                     group=f"{info.dataset}-{info.protocol}-comparison", name=f"compare-{self.args.name}")
+            comparison.log_wandb_summary(rows, self.out, info, project="hashbench",
+                                     group=f"{info.dataset}-{info.protocol}-comparison", name=f"compare-{self.args.name}",
+                                     mode=self.wandb_mode)
         except Exception as err:  # noqa: BLE001 - the results folder is complete; W&B is a copy
             self.say(f"W&B summary run not written: {type(err).__name__}: {_first_line(err)}")
 
@@ -524,10 +531,12 @@ def _interruptible(trainer, fn) -> None:
 
 
 def _finish_wandb(trainer) -> None:
-    """Close this run's W&B run (its own handle: ``wandb.finish()`` only knows the global one)."""
-    for lg in trainer.loggers:
-        if type(lg).__name__ == "WandbLogger" and getattr(lg, "_experiment", None) is not None:
-            lg.experiment.finish()
+    """Close this run's W&B run: its logger's run is W&B's current run (``wandb.run``), if one was started."""
+    if any(type(lg).__name__ == "WandbLogger" for lg in trainer.loggers):
+        import wandb
+
+        if wandb.run is not None:
+            wandb.run.finish()
 
 
 def _headline_section(summary: str) -> str:
@@ -578,4 +587,4 @@ def _quiet(verbose: bool):
 def main(argv: list[str]) -> list[dict]:
     args, overrides = parse(argv)
     with _quiet(args.verbose):
-        return Sweep(args, overrides).main()
+        return SweepRunner(args, overrides).main()

@@ -37,7 +37,7 @@ from lightning_modules.base import HashModule
 from hashcore.registry import discover
 
 from . import errors, help_order, paper_settings
-from .cli import LIGHTNING_COMMANDS
+from .commands import LIGHTNING_COMMANDS
 from .checkpoint_io import SafeCheckpointIO, read_checkpoint
 from .ddp_launch import watch_launch
 from .runs import (DEFAULT_ROOT, RunError, RunIdentity, check_checkpoint_file, check_checkpoint_matches,
@@ -334,15 +334,16 @@ class HashbenchCLI(LightningCLI):
                                          "of those keys.")
 
 
-def run_cli(args: ArgsType = None, run: bool = True) -> HashbenchCLI:
+def run_cli(args: ArgsType = None, run: bool = True, cli_class: type = HashbenchCLI) -> HashbenchCLI:
     """Build (and by default run) the LightningCLI; returns it so callers can reach trainer/model/datamodule.
 
     ``sys.argv`` is left as it is: Lightning's ``ddp`` launcher starts the other ranks by re-running it, so it must
     stay the command that started this process (``hashbench fit|test|encode|compare …``), never a bare ``hashbench``.
+    ``cli_class``: a subclass that overrides LightningCLI's public hooks (compare's config identity stops after parsing).
     """
     # parse errors are raised (not printed with the whole usage) so main() reports them in one line
     no_exit = {"exit_on_error": False}
-    return HashbenchCLI(
+    return cli_class(
         HashModule, HashDataModule, subclass_mode_model=True, subclass_mode_data=True,
         save_config_callback=LoggerSaveConfigCallback, save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False, args=args, run=run,

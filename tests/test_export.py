@@ -12,7 +12,10 @@ from torch.utils.data import DataLoader
 
 from hashcore import retrieval_metrics as rm
 from hashbench.codes import CodesFormatError, load_codes, pack_codes, save_codes, unpack_codes
-from hashbench.export import CodesWriter, encode_main, evaluate_main, search_main
+from hashbench.codes_writer import CodesWriter
+from hashbench.encode_command import encode_main
+from hashbench.evaluate_command import evaluate_main
+from hashbench.search_command import search_main
 from hashbench.search import faiss_available
 from tests.data_fixtures import write_cifar
 from tests.toy import ToyHash, ToyImages

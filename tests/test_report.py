@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hashbench import report
-from hashbench.report_figures import line_styles, mean_curve, pr_curves_figure, precision_at_n_figure
-from hashbench.report_rows import ReportInputError, Sweep, TitleInfo
+from hashbench import comparison as report
+from hashbench.comparison_figures import line_styles, mean_curve, pr_curves_figure, precision_at_n_figure
+from hashbench.comparison_rows import ReportInputError, ComparisonRows, TitleInfo
 from tests.report_fixtures import BITS, HEADLINE, METHODS, make_rows, thumbnails
 
 LABEL = {"cibhash": "CIBHash", "bihalf": "BiHalfNet", "dch": "DCH (supervised)", "greedy": "GreedyHash",
@@ -164,7 +164,7 @@ def test_title_info_and_rows_are_checked(rows):
 
 
 def test_curves_are_the_point_wise_mean_over_seeds(rows, info):
-    sweep = Sweep(rows)
+    sweep = ComparisonRows(rows)
     styles = line_styles(sweep.methods)
     fig = pr_curves_figure(sweep, info, styles)
     ranking, radius = fig.axes[0], fig.axes[len(BITS)]  # 16 bits: top row by ranking, bottom row by radius
@@ -197,9 +197,9 @@ def test_plot_all_writes_every_figure_titled_and_labelled(rows, info, tmp_path):
     for p in paths:
         with Image.open(p) as im:
             assert im.info["dpi"][0] >= 110 and min(im.size) > 300, p.name
-    sweep = Sweep(rows)
+    sweep = ComparisonRows(rows)
     styles = line_styles(sweep.methods)
-    from hashbench.report_figures import bit_balance_figure, map_vs_bits_figure
+    from hashbench.comparison_figures import bit_balance_figure, map_vs_bits_figure
     for fig, metric in ((map_vs_bits_figure(sweep, info, styles), HEADLINE),
                         (pr_curves_figure(sweep, info, styles), "precision–recall"),
                         (precision_at_n_figure(sweep, info, styles), "precision@N"),
@@ -245,12 +245,12 @@ def test_nothing_sticks_out_of_a_figure(rows, bits, tmp_path):
     """Titles, legends and labels lie inside the canvas, also for the narrowest figure (one code length)."""
     import io
 
-    from hashbench.report_examples import retrieval_examples_figure
-    from hashbench.report_figures import DPI, bit_balance_figure, map_vs_bits_figure
+    from hashbench.comparison_examples import retrieval_examples_figure
+    from hashbench.comparison_figures import DPI, bit_balance_figure, map_vs_bits_figure
 
     rows = [r for r in rows if r["bits"] in bits]
     info = TitleInfo.from_rows(rows)
-    sweep = Sweep(rows)
+    sweep = ComparisonRows(rows)
     styles = line_styles(sweep.methods)
     report.save_thumbnails(tmp_path, thumbnails(rows))
     for fig in (map_vs_bits_figure(sweep, info, styles), pr_curves_figure(sweep, info, styles),

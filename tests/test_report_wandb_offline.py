@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from hashbench import report
+from hashbench import comparison as report
 from tests.conftest import settled
 from tests.report_fixtures import HEADLINE, make_rows, thumbnails
 

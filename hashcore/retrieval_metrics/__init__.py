@@ -34,9 +34,11 @@ from .hamming_ball import hamming_radius_metrics
 from .inputs import to_multi_hot, to_signed_codes
 from .report import (PerQuery, concat_per_query, per_query_metrics, retrieval_curves, retrieval_report, summarize,
                      summarize_curves)
+from .results import results_metrics_and_curves
 from .topk import mean_average_precision, precision_at_k, tie_averaged_map
 
 __all__ = [
+    "results_metrics_and_curves",
     "to_signed_codes",
     "to_multi_hot",
     "hamming_topk",

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .report_figures import new_figure, title
-from .report_rows import ReportInputError, Sweep, TitleInfo
+from .comparison_figures import new_figure, title
+from .comparison_rows import ReportInputError, ComparisonRows, TitleInfo
 
 THUMBS = "thumbs"
 SPLITS = ("query", "database")
@@ -48,7 +48,7 @@ def save_thumbnails(out: Path, images: dict, size: int = THUMB_SIZE) -> list[Pat
     return paths
 
 
-def retrieval_examples_figure(out: Path, sweep: Sweep, info: TitleInfo):
+def retrieval_examples_figure(out: Path, sweep: ComparisonRows, info: TitleInfo):
     """Per fixed query: the query, then each method's top 10 at the largest code length (seed 0 where it
     finished), framed green (relevant) or red (irrelevant), with the Hamming distance under each image.
     Each query's block is one mosaic image (one axes), which keeps the figure fast to draw."""
@@ -123,7 +123,7 @@ def _load_tiles(out: Path, queries: list[int], chosen) -> dict:
     if missing:
         raise FileNotFoundError(f"retrieval_examples.png needs {len(missing)} thumbnail(s) that are not there, "
                                 f"e.g. {missing[0]}: save the query and retrieved images with "
-                                "hashbench.report.save_thumbnails(out, images) before plot_all")
+                                "hashbench.comparison.save_thumbnails(out, images) before plot_all")
     tiles = {}
     for k in needed:
         side = _TILE if k[0] == "query" else _TILE - 2 * _BORDER

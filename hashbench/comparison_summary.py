@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 
 from .ledger import annotate, markdown_section
-from .report_rows import MethodInfo, Stat, Sweep, TitleInfo
+from .comparison_rows import MethodInfo, Stat, ComparisonRows, TitleInfo
 
 RETRIEVAL_PREFIXES = ("mAP@", "P@", "R@")
 GLOSSARY = [  # (does a metric key need this entry?, entry)
@@ -26,7 +26,7 @@ GLOSSARY = [  # (does a metric key need this entry?, entry)
 def summary_markdown(rows: list[dict], title_info: TitleInfo | Mapping) -> str:
     """Markdown summary of one sweep (the caller adds its own ``#`` title and provenance line above it)."""
     info = TitleInfo.coerce(title_info)
-    sweep = Sweep(rows)
+    sweep = ComparisonRows(rows)
     constant = sweep.constant_keys()
     others = [k for k in sweep.metric_keys() if k != sweep.headline and k not in constant]
     parts = [_setting_line(sweep, info), _headline_table(sweep, info), _itq_section(sweep)]
@@ -45,12 +45,12 @@ def summary_markdown(rows: list[dict], title_info: TitleInfo | Mapping) -> str:
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
-def _setting_line(sweep: Sweep, info: TitleInfo) -> str:
+def _setting_line(sweep: ComparisonRows, info: TitleInfo) -> str:
     failed = f", {len(sweep.failed)} failed" if sweep.failed else ""
     return f"**{info.setting}; {info.seeds_text}; {len(sweep.rows)} runs{failed}.**"
 
 
-def _headline_table(sweep: Sweep, info: TitleInfo) -> str:
+def _headline_table(sweep: ComparisonRows, info: TitleInfo) -> str:
     h = sweep.headline
     best = {b: max((s.mean for m in sweep.methods if (s := sweep.stat(m.method, b, h))), default=None)
             for b in sweep.bits}
@@ -77,7 +77,7 @@ def _headline_table(sweep: Sweep, info: TitleInfo) -> str:
     return "\n".join(lines)
 
 
-def _itq_section(sweep: Sweep) -> str:
+def _itq_section(sweep: ComparisonRows) -> str:
     h = sweep.headline
     learned = [m for m in sweep.methods if not m.baseline]
     if not learned:
@@ -102,7 +102,7 @@ def _itq_section(sweep: Sweep) -> str:
     return "\n".join(lines + bullets)
 
 
-def _itq_line(sweep: Sweep, m: MethodInfo, itq: MethodInfo, bits: int) -> tuple[str, str | None]:
+def _itq_line(sweep: ComparisonRows, m: MethodInfo, itq: MethodInfo, bits: int) -> tuple[str, str | None]:
     """The sentence for one method and length, and its verdict: above / below / tie / unclear (a gap under
     two standard errors of the seed spread)."""
     h = sweep.headline
@@ -149,7 +149,7 @@ def _wrap_up(learned: list[MethodInfo], verdicts: dict[str, dict[int, str]]) -> 
     return [" ".join(out), ""] if out else []
 
 
-def _metric_table(sweep: Sweep, title: str, keys: list[str], with_fit_time: bool = False) -> str:
+def _metric_table(sweep: ComparisonRows, title: str, keys: list[str], with_fit_time: bool = False) -> str:
     show_time = with_fit_time and any("fit_seconds" in r for r in sweep.ok)
     heads = keys + (["fit time (s)"] if show_time else [])
     single = all(len(runs) == 1 for runs in sweep.cells.values())
@@ -169,7 +169,7 @@ def _metric_table(sweep: Sweep, title: str, keys: list[str], with_fit_time: bool
     return "\n".join(lines)
 
 
-def _constant_sentence(sweep: Sweep, constant: dict[str, float]) -> str:
+def _constant_sentence(sweep: ComparisonRows, constant: dict[str, float]) -> str:
     items = []
     for k, v in constant.items():
         reason = _whole_database_reason(sweep, k)
@@ -179,7 +179,7 @@ def _constant_sentence(sweep: Sweep, constant: dict[str, float]) -> str:
             f"runs.csv and runs.json keep {them}.")
 
 
-def _whole_database_reason(sweep: Sweep, key: str) -> str:
+def _whole_database_reason(sweep: ComparisonRows, key: str) -> str:
     """Why P@k is the same for every method when k covers the whole database (k is clamped to its size)."""
     k = key[2:] if key.startswith("P@") else ""
     sizes = {int(r["num_database"]) for r in sweep.ok if r.get("num_database")}
@@ -188,7 +188,7 @@ def _whole_database_reason(sweep: Sweep, key: str) -> str:
     return ""
 
 
-def _failed_section(sweep: Sweep) -> str:
+def _failed_section(sweep: ComparisonRows) -> str:
     labels = {m.method: m.label for m in sweep.methods}
     lines = ["## Failed runs (left out of every mean)", ""]
     lines += [f"- {labels[r['method']]}, {r['bits']} bits, seed {r['seed']}: {r.get('error') or 'no error recorded'}"

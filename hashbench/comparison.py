@@ -1,7 +1,7 @@
 """Turn sweep rows into a results folder a person can read without W&B: runs.csv / runs.json, summary.md and
 PNG figures; optionally one W&B "summary" run holding the same comparison.
 
-Public API (the pieces live in ``report_*.py``):
+Public API (the pieces live in ``comparison_*.py``):
 
 * ``write_rows(out, rows)``: runs.json (everything) and runs.csv (every scalar column);
 * ``summary_markdown(rows, title_info) -> str``;
@@ -19,12 +19,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .ledger import annotate as against_papers
-from .report_examples import retrieval_examples_figure, save_thumbnails
-from .report_figures import (DPI, FIGURES, bit_balance_figure, line_styles, map_vs_bits_figure,
+from .comparison_examples import retrieval_examples_figure, save_thumbnails
+from .comparison_figures import (DPI, FIGURES, bit_balance_figure, line_styles, map_vs_bits_figure,
                              precision_at_n_figure, pr_curves_figure)
-from .report_rows import ReportInputError, Sweep, TitleInfo
-from .report_summary import summary_markdown
-from .report_wandb import log_wandb_summary
+from .comparison_rows import ReportInputError, ComparisonRows, TitleInfo
+from .comparison_summary import summary_markdown
+from .comparison_wandb import log_wandb_summary
 from .sweep_locks import atomic_write_text
 
 __all__ = ["write_rows", "summary_markdown", "plot_all", "save_thumbnails", "log_wandb_summary", "TitleInfo",
@@ -57,7 +57,7 @@ def plot_all(out: Path, rows: list[dict], title_info: TitleInfo | Mapping) -> li
     this time is deleted, so no stale PNG of an earlier sweep in the same folder stays behind."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    info, sweep = TitleInfo.coerce(title_info), Sweep(rows)
+    info, sweep = TitleInfo.coerce(title_info), ComparisonRows(rows)
     styles = line_styles(sweep.methods)
     figures = {}
     if any(r.get("examples") for r in sweep.ok):  # first: it fails fast when thumbnails are missing

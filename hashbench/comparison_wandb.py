@@ -6,12 +6,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from .report_figures import FIGURES
 from . import ledger
-from .report_rows import Sweep, TitleInfo
+from .comparison_figures import FIGURES
+from .comparison_rows import ComparisonRows, TitleInfo
 
 
-def comparison_table(sweep: Sweep, keys: list[str]) -> tuple[list[str], list[list]]:
+def comparison_table(sweep: ComparisonRows, keys: list[str]) -> tuple[list[str], list[list]]:
     """Columns and rows of the comparison: one row per method × bits with finished runs; std is None for a
     single seed; ``vs ITQ`` is the headline gap to ITQ at that length (None without ITQ)."""
     h, itq = sweep.headline, sweep.itq
@@ -41,10 +41,10 @@ def log_wandb_summary(rows: list[dict], out: Path, title_info: TitleInfo | Mappi
     ``mode``: None follows ``WANDB_MODE``; "offline" writes it under ``$WANDB_DIR`` or ``out``."""
     import wandb
 
-    info, sweep, out = TitleInfo.coerce(title_info), Sweep(rows), Path(out)
+    info, sweep, out = TitleInfo.coerce(title_info), ComparisonRows(rows), Path(out)
     figures = [out / f for f in FIGURES if (out / f).is_file()]
     if not figures:
-        raise FileNotFoundError(f"no figures in {out}: call hashbench.report.plot_all(out, rows, title_info) "
+        raise FileNotFoundError(f"no figures in {out}: call hashbench.comparison.plot_all(out, rows, title_info) "
                                 "before log_wandb_summary")
     constant = sweep.constant_keys()
     keys = [k for k in sweep.metric_keys() if k != sweep.headline and k not in constant]

@@ -9,7 +9,7 @@ import textwrap
 
 import numpy as np
 
-from .report_rows import MethodInfo, ReportInputError, Sweep, TitleInfo
+from .comparison_rows import MethodInfo, ReportInputError, ComparisonRows, TitleInfo
 
 DPI = 120
 FIGURES = ("map_vs_bits.png", "pr_curves.png", "precision_at_n.png", "bit_balance.png", "retrieval_examples.png")
@@ -52,14 +52,14 @@ def averaged(info: TitleInfo, how: str) -> str:
     return f"one run each, seed {info.seeds[0]}" if len(info.seeds) == 1 else f"{how} over {info.seeds_text}"
 
 
-def seeds_note(sweep: Sweep, info: TitleInfo) -> str:
+def seeds_note(sweep: ComparisonRows, info: TitleInfo) -> str:
     """'' when every shown cell has all seeds, else a pointer to the failed runs."""
     full = len(info.seeds)
     short = any(0 < len(sweep.runs(m.method, b)) < full for m in sweep.methods for b in sweep.bits)
     return "; fewer where a run failed (summary.md)" if short else ""
 
 
-def map_vs_bits_figure(sweep: Sweep, info: TitleInfo, styles: dict):
+def map_vs_bits_figure(sweep: ComparisonRows, info: TitleInfo, styles: dict):
     h = sweep.headline
     fig = new_figure(8.0, 4.6)
     ax = fig.subplots()
@@ -113,7 +113,7 @@ def _figure_legend(fig, axes, title: str | None = "method") -> None:
                ncols=min(len(handles), 4), title=title)
 
 
-def pr_curves_figure(sweep: Sweep, info: TitleInfo, styles: dict):
+def pr_curves_figure(sweep: ComparisonRows, info: TitleInfo, styles: dict):
     cols = len(sweep.bits)
     fig = new_figure(max(4.0 * cols, 7.0), 8.2)
     axes = fig.subplots(2, cols, squeeze=False)
@@ -137,7 +137,7 @@ def pr_curves_figure(sweep: Sweep, info: TitleInfo, styles: dict):
     return fig
 
 
-def precision_at_n_figure(sweep: Sweep, info: TitleInfo, styles: dict):
+def precision_at_n_figure(sweep: ComparisonRows, info: TitleInfo, styles: dict):
     cols = len(sweep.bits)
     fig = new_figure(max(4.0 * cols, 7.0), 4.6)
     axes = fig.subplots(1, cols, squeeze=False)[0]
@@ -160,7 +160,7 @@ def precision_at_n_figure(sweep: Sweep, info: TitleInfo, styles: dict):
     return fig
 
 
-def bit_balance_figure(sweep: Sweep, info: TitleInfo, styles: dict):
+def bit_balance_figure(sweep: ComparisonRows, info: TitleInfo, styles: dict):
     from matplotlib.ticker import MaxNLocator
 
     methods = [m for m in sweep.methods if any(r.get("bit_plus_rate") for b in sweep.bits

@@ -110,7 +110,7 @@ class MethodInfo:
 
 
 @dataclass
-class Sweep:
+class ComparisonRows:
     """The rows of one comparison, grouped: ``cells[(method, bits)]`` = finished runs sorted by seed."""
     rows: list[dict]
     methods: list[MethodInfo] = field(init=False)
