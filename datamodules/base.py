@@ -692,10 +692,3 @@ class FileHashDataModule(HashDataModule):
     def _list_dir(self) -> str:
         return os.path.expanduser(self.list_dir) if self.list_dir else self.root
 
-
-# LightningCLI / jsonargparse resolve a short ``class_path`` (``CIFAR10``) only among subclasses that
-# are already imported. Importing the thin dataset modules here (after the base classes exist, so
-# the circular import is safe) makes ``from datamodules.base import HashDataModule`` enough for short
-# names (and registers every dataset's protocols), while ``import datamodules`` /
-# ``datamodules.protocols`` stay Lightning-free (lazy exports).
-from . import cifar, flickr, image_list, mnist  # noqa: E402,F401
