@@ -33,9 +33,7 @@ from .lists import CHECK_IMAGES, check_images_exist, list_format, read_list_file
 from .sampling import EpochSeededItems, EpochShuffleSampler
 from .transforms import MultiView, build_transform, is_random, NORMALIZATIONS
 
-#: every split a datamodule can serve (``val_*`` only when it has a validation split)
-SPLITS = ("train", "query", "database", "val_query", "val_database")
-_VALIDATION = ("val_query", "val_database")
+from hashcore.splits import SPLITS, VALIDATION_SPLITS as _VALIDATION  # noqa: F401 (SPLITS re-exported)
 
 
 @dataclass

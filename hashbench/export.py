@@ -28,7 +28,7 @@ from hashcore import retrieval_metrics as rm
 from .codes import Codes, load_codes, pack_codes, save_packed, sha256_file
 from .errors import ConfigError
 
-SPLITS = ("query", "database", "train", "val_query", "val_database")
+from hashcore.splits import SPLITS  # noqa: E402,F401
 
 
 # ---- what to encode ------------------------------------------------------------------------------------------
