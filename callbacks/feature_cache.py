@@ -34,7 +34,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from hashcore.feature_store import (CachedFeatureDataset, FeatureCacheBuilder, RandomTransformError, encoder_fields,
                             random_transform_message, transform_is_random, unwrap_multiview)
 
-_ROLES = ("train", "query", "database", "val_query", "val_database")
+from hashcore.splits import SPLITS as _ROLES  # noqa: E402
 
 
 def _same(dm, split: str, ds) -> bool:

@@ -8,7 +8,6 @@ loader's shuffle order and worker seeds follow (seed, epoch) through the datamod
 """
 from __future__ import annotations
 
-import hashlib
 import random
 
 import lightning as L
@@ -16,10 +15,7 @@ import numpy as np
 import torch
 
 
-def epoch_seed(seed: int, epoch: int, rank: int) -> int:
-    """A 63-bit seed derived from (seed, epoch, rank); neighbouring epochs get unrelated streams."""
-    digest = hashlib.blake2b(f"hashbench:{seed}:{epoch}:{rank}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+from hashcore.seeds import rank_epoch_seed as epoch_seed  # noqa: E402 (same numbers as before the move)
 
 
 class EpochSeeding(L.Callback):

@@ -9,6 +9,7 @@ Exports are lazy (PEP 562) so that importing ``datamodules.protocols`` does not 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import TYPE_CHECKING, Optional
 
 _EXPORTS = {
@@ -20,7 +21,7 @@ _EXPORTS = {
     "BinarizedMNIST": "mnist",
     "Flickr25k": "flickr",
     "ImageList": "image_list",
-    "image_dataset": "export",
+    "image_dataset": "image_sources",
     "DatasetNotFoundError": "errors",
     "DatasetFormatError": "errors",
     "ProtocolSizeError": "errors",
@@ -28,13 +29,23 @@ _EXPORTS = {
     "SplitFileMismatchError": "protocols",
 }
 
-__all__ = sorted([*_EXPORTS, "describe"])
+__all__ = sorted([*_EXPORTS, "describe", "discover"])
+
+
+def discover() -> None:
+    """Import every module of this package, so that each dataset class exists for short ``class_path`` names
+    (jsonargparse only finds imported subclasses) and registers its protocols. Adding a dataset module is then
+    one new file: nothing else lists it. Called where class paths are resolved (the Lightning CLI) and by
+    :func:`describe`; plain ``import datamodules`` stays Lightning-free."""
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
 
 
 def describe(dataset: Optional[str] = None) -> str:
     """One line per registered protocol (all datasets, or one). Importing the dataset modules registers
     theirs; an ``ImageList`` registers its protocol when constructed."""
-    importlib.import_module(".base", __name__)  # imports (and so registers) every dataset module
+    discover()
     from .protocols import describe as _describe
 
     return _describe(dataset)
@@ -56,7 +67,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .base import FileHashDataModule, HashDataModule  # noqa: F401
     from .cifar import CIFAR10  # noqa: F401
     from .errors import DatasetFormatError, DatasetNotFoundError, ProtocolSizeError  # noqa: F401
-    from .export import image_dataset  # noqa: F401
+    from .image_sources import image_dataset  # noqa: F401
     from .flickr import Flickr25k  # noqa: F401
     from .image_list import ImageList  # noqa: F401
     from .mnist import MNIST, BinarizedMNIST, FashionMNIST  # noqa: F401

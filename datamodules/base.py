@@ -33,9 +33,7 @@ from .lists import CHECK_IMAGES, check_images_exist, list_format, read_list_file
 from .sampling import EpochSeededItems, EpochShuffleSampler
 from .transforms import MultiView, build_transform, is_random, NORMALIZATIONS
 
-#: every split a datamodule can serve (``val_*`` only when it has a validation split)
-SPLITS = ("train", "query", "database", "val_query", "val_database")
-_VALIDATION = ("val_query", "val_database")
+from hashcore.splits import SPLITS, VALIDATION_SPLITS as _VALIDATION  # noqa: F401 (SPLITS re-exported)
 
 
 @dataclass
@@ -692,10 +690,3 @@ class FileHashDataModule(HashDataModule):
     def _list_dir(self) -> str:
         return os.path.expanduser(self.list_dir) if self.list_dir else self.root
 
-
-# LightningCLI / jsonargparse resolve a short ``class_path`` (``CIFAR10``) only among subclasses that
-# are already imported. Importing the thin dataset modules here (after the base classes exist, so
-# the circular import is safe) makes ``from datamodules.base import HashDataModule`` enough for short
-# names (and registers every dataset's protocols), while ``import datamodules`` /
-# ``datamodules.protocols`` stay Lightning-free (lazy exports).
-from . import cifar, flickr, image_list, mnist  # noqa: E402,F401

@@ -43,7 +43,7 @@ import numpy as np
 
 from .errors import DatasetFormatError, ProtocolSizeError
 
-SPLIT_NAMES = ("train", "query", "database", "val_query", "val_database")
+from hashcore.splits import SPLITS as SPLIT_NAMES  # noqa: E402 (the split file's arrays)
 # the seed stream of the validation draw, so that drawing validation queries changes no other split
 _VALIDATION_STREAM = 0x7661
 SPLIT_ALGORITHM = "hashbench-split-v1"

@@ -27,17 +27,13 @@ of processes.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Iterator, Optional
 
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 
-def epoch_seed(seed: int, epoch: int, stream: str) -> int:
-    """A 63-bit seed that depends only on ``(seed, epoch, stream)``."""
-    digest = hashlib.sha256(f"hashbench/{stream}/{int(seed)}/{int(epoch)}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2 ** 63 - 1)
+from hashcore.seeds import epoch_seed  # noqa: E402,F401 (re-exported: the data streams' seed)
 
 
 def _world() -> tuple:

@@ -24,12 +24,13 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins import TorchCheckpointIO
 
 # Importing these makes short class_path names (CIBHash, CIFAR10, RetrievalEvaluation) resolve: jsonargparse
-# only finds subclasses that are already imported. Methods register themselves; discover() imports them all.
+# only finds subclasses that are already imported. Methods and datasets are discovered: each
+# package's discover() imports all its modules.
 import callbacks.checkpoints  # noqa: F401
 import callbacks.feature_cache  # noqa: F401
 import callbacks.reproducibility  # noqa: F401
 import callbacks.retrieval  # noqa: F401
-import datamodules  # noqa: F401
+import datamodules
 from callbacks.checkpoints import LastCheckpoint
 from callbacks.reproducibility import EpochSeeding
 from datamodules.base import HashDataModule
@@ -45,6 +46,7 @@ from .runs import (DEFAULT_ROOT, RunError, RunIdentity, check_checkpoint_file, c
                    wandb_run_id)
 
 discover()
+datamodules.discover()
 
 # A frozen backbone is in eval mode (frozen BatchNorm; freeze_mode=eval) on purpose; Lightning warns about it
 # at every fit. Silenced for hashbench runs only (this module is the CLI's).
