@@ -147,8 +147,3 @@ class HammingIndex:
             index.add(self.packed)
             self._radius_indexes[radius] = index
         return self._radius_indexes[radius]
-
-
-def hamming_topk(query_codes, db_codes, k: int, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    """One-off exact top k: ``HammingIndex(db_codes, backend).search(query_codes, k)``."""
-    return HammingIndex(db_codes, backend).search(query_codes, k)

@@ -53,6 +53,12 @@ def method_names() -> List[str]:
     return list(_METHODS)
 
 
+def method_classes() -> Dict[str, type]:
+    """Every registered method class keyed by its class name (``{"HashNet": HashNet, ...}``), after :func:`discover`."""
+    discover()
+    return {cls.__name__: cls for cls in _METHODS.values()}
+
+
 def resolve_method_name(name: str) -> str:
     """The registered name for ``name`` or one of its aliases; ``ValueError`` listing the choices otherwise."""
     discover()

@@ -105,6 +105,19 @@ def test_registry_names_aliases_and_class_names():
         resolve_method_name("foo")
 
 
+def test_every_registered_method_is_exported_by_its_class_name():
+    """``lightning_modules.<Class>`` comes from the registry, so a new method file needs no export list."""
+    import lightning_modules
+
+    for name in method_names():
+        cls = get_method(name)
+        assert getattr(lightning_modules, cls.__name__) is cls
+        assert cls.__name__ in lightning_modules.__all__
+    assert lightning_modules.HashModule is HashModule
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchMethod'"):
+        lightning_modules.NoSuchMethod
+
+
 def test_every_loss_term_is_logged():
     trainer, _ = _fit(GreedyHash(bits=8, **TINY, freeze=False), ToyData())
     assert {"train/loss", "train/similarity", "train/penalty"} <= set(trainer.callback_metrics)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hashcore import retrieval_metrics as rm
-from hashbench.search import HammingIndex, faiss_available, hamming_topk
+from hashbench.search import HammingIndex, faiss_available
 
 BACKENDS = ["torch", pytest.param("faiss", marks=pytest.mark.skipif(not faiss_available(), reason="needs faiss-cpu"))]
 
@@ -48,14 +48,14 @@ def test_faiss_fallback_and_the_metrics_ranking_agree(case):
     seed, nq, ndb, bits, pool = case
     q, db = problem(seed, nq, ndb, bits, pool)
     for k in (3, 50):
-        faiss_idx, faiss_dist = hamming_topk(q, db, k, backend="faiss")
-        torch_idx, torch_dist = hamming_topk(q, db, k, backend="torch")
+        faiss_idx, faiss_dist = HammingIndex(db, "faiss").search(q, k)
+        torch_idx, torch_dist = HammingIndex(db, "torch").search(q, k)
         metric_idx, metric_dist = rm.hamming_topk(torch.from_numpy(q), torch.from_numpy(db), k)
         assert np.array_equal(faiss_idx, torch_idx) and np.array_equal(faiss_idx, metric_idx.numpy())
         assert np.array_equal(faiss_dist, torch_dist) and np.array_equal(faiss_dist, metric_dist.numpy())
     # the neighbours are the metrics' ranking: P@k from them is the metrics' P@k
     labels_q, labels_db = np.arange(nq) % 3, np.arange(ndb) % 3
-    idx, _ = hamming_topk(q, db, 20, backend="faiss")
+    idx, _ = HammingIndex(db, "faiss").search(q, 20)
     p_at_20 = float(np.mean(labels_db[idx] == labels_q[:, None]))
     assert rm.precision_at_k(torch.from_numpy(q), torch.from_numpy(labels_q), torch.from_numpy(db),
                              torch.from_numpy(labels_db), 20) == pytest.approx(p_at_20, abs=1e-15)
