@@ -28,7 +28,8 @@ from hashcore.registry import register_method
 @register_method("orthohash")
 class OrthoHash(ClassCodes, HashModule):
     """Args (besides :class:`HashModule`'s):
-        cos_scale, margin, margin_type: the (named apart from the data's crop ``scale``) cosine-margin logits ``s·(cos − m)`` (``cos``) or ``s·cos(θ + m)`` (``arc``).
+        cos_scale, margin, margin_type: the cosine-margin logits ``s·(cos − m)`` (``cos``) or
+            ``s·cos(θ + m)`` (``arc``); not ``scale``, which the datamodule's split-size option already uses.
         multiclass_loss: ``label_smoothing`` (official default) or ``bce`` for multi-label data.
         quan, quan_type: weight (official 0) and form (``cs``, ``l1``, ``l2``) of the quantization term.
         num_classes: classes (rows of the codebook); None takes the datamodule's (handed over by the CLI).
