@@ -9,9 +9,11 @@ from hashcore import retrieval_metrics as rm
 from lightning_modules import DCH, BiHalfNet, CIBHash, GreedyHash
 from lightning_modules.backbones import build_backbone, offline_mobilenet_v2_weights
 from lightning_modules.csq import CSQ
+from lightning_modules.dpn import DPN
 from lightning_modules.dpsh import DPSH
 from lightning_modules.dtsh import DTSH
 from lightning_modules.hashnet import HashNet
+from lightning_modules.orthohash import OrthoHash
 from tests.report_tables import REPORT_TABLES
 
 BITS = 16
@@ -88,6 +90,10 @@ METHODS = {
     # the official sampled triplets with 20 × 20 rows per other class instead of 50 × 50: same signal, 3× faster
     "DTSH": lambda: DTSH(bits=BITS, backbone="mobilenet_v2", freeze=True, optimizer="adam", lr=1e-3, lr_step=None,
                          positives=20, negatives=20),
+    "OrthoHash": lambda: OrthoHash(bits=BITS, num_classes=10, backbone="mobilenet_v2", freeze=True, lr=1e-3,
+                                   lr_step=None),
+    "DPN": lambda: DPN(bits=BITS, num_classes=10, backbone="mobilenet_v2", freeze=True, optimizer="adam", lr=1e-3,
+                       lr_step=None),
 }
 RESULTS: dict[str, float] = {}
 
