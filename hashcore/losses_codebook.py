@@ -66,7 +66,7 @@ def orthohash_loss(
     ``v`` are the (B, K) hash-layer outputs (before sign), ``labels`` (B,) indices or (B, C) 0/1 labels,
     ``codebook`` the (C, K) ±1 class codes. Logits: ``s·(cos(v, c_j) − m·y_j)`` (cos) or ``s·cos(acos(cos) + m·y_j)``
     (arc, cosines clamped to ±0.99999). ``label_smoothing``: −Σ_j (y_j/Σy) log softmax_j — the plain cross-entropy
-    for one label per image; ``bce``: BCE-with-logits, mean over B·C. Quantization: ``cs`` 1 − cos(v, sign(v)),
+    for one label per image (an image without labels adds 0); ``bce``: BCE-with-logits, mean over B·C. Quantization: ``cs`` 1 − cos(v, sign(v)),
     ``l1`` |v − sign(v)|, ``l2`` (v − sign(v))², mean, sign(v) detached.
 
     Source: ``kamwoh/orthohash@94c4a03:functions/loss/orthohash.py: OrthoHashLoss.forward, compute_margin_logits``
@@ -83,7 +83,8 @@ def orthohash_loss(
     else:
         raise ValueError(f"margin_type must be 'cos' or 'arc', got {margin_type!r} (option model.margin_type)")
     if multiclass_loss == "label_smoothing":
-        ce = -(y / y.sum(dim=1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        # an image without labels (MIRFlickr, NUS-WIDE lists have some) adds 0 instead of the official 0/0 = NaN
+        ce = -(y / y.sum(dim=1, keepdim=True).clamp_min(1) * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
     elif multiclass_loss == "bce":
         ce = F.binary_cross_entropy_with_logits(logits, y)
     else:

@@ -25,7 +25,7 @@ def _unit(x):
 
 def _orthohash_by_hand(v, y, codes, s, m, arc=False, quan=0.0):
     """l_i = −Σ_j (y_ij/Σy_i) log softmax_j(z_i), z_ij = s(cos_ij − m y_ij) (cos) or s·cos(θ_ij + m y_ij) (arc);
-    dl/dz_ij = (p_ij − y_ij/Σy_i)/B; dz/dcos = s (cos) or s·sin(θ + m y)/sin θ (arc);
+    dl/dz_ij = (p_ij·Σ_j w_ij − w_ij)/B, w = y/max(Σy, 1); dz/dcos = s (cos) or s·sin(θ + m y)/sin θ (arc);
     dcos_ij/dv_i = (ĉ_j − cos_ij v̂_i)/|v_i|. Quantization 1 − cos(v_i, b_i), b = sign(v) held fixed:
     d/dv_i = −(b̂_i − cos(v_i, b_i) v̂_i)/|v_i| / B."""
     n, c = y.shape
@@ -41,10 +41,10 @@ def _orthohash_by_hand(v, y, codes, s, m, arc=False, quan=0.0):
             z = s * (cos - m * y[i])
             dz = np.full(c, s)
         p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
-        w = y[i] / y[i].sum()
+        w = y[i] / max(y[i].sum(), 1)  # an image without labels: no cross-entropy term
         loss += -sum(w[j] * math.log(p[j]) for j in range(c)) / n
         for j in range(c):
-            grad[i] += (p[j] - w[j]) / n * dz[j] * (_unit(codes[j]) - cos[j] * vi) / ni
+            grad[i] += (p[j] * w.sum() - w[j]) / n * dz[j] * (_unit(codes[j]) - cos[j] * vi) / ni
         if quan:
             b = np.sign(v[i])
             cb = vi @ _unit(b)
@@ -78,7 +78,7 @@ def test_orthohash_single_label_value_and_gradient(arc):
 
 def test_orthohash_multi_label_smoothing_and_quantization_by_hand():
     v, codes = RNG.normal(size=(4, 6)), np.sign(RNG.normal(size=(5, 6)))
-    y = np.array([[1, 0, 1, 0, 0], [0, 1, 0, 0, 0], [1, 1, 1, 0, 1], [0, 0, 0, 1, 1]], dtype=float)
+    y = np.array([[1, 0, 1, 0, 0], [0, 1, 0, 0, 0], [1, 1, 1, 0, 1], [0, 0, 0, 0, 0]], dtype=float)
     want, want_grad = _orthohash_by_hand(v, y, codes, s=8.0, m=0.3, quan=0.5)
     out, grad = _run(orthohash_loss, v, torch.tensor(y), torch.tensor(codes, dtype=D), scale=8.0, margin=0.3,
                      quan=0.5, quan_type="cs")
