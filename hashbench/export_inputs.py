@@ -22,7 +22,7 @@ split (``query``, ``database``, ``train``, ``val_query``), a list file (``<image
 line) or an image folder with ``trainer.predict``: under DDP every rank writes its part and rank 0 merges them,
 dropping repeats by dataset index as evaluation does. The codes folder format is in hashbench/codes.py.
 """
-SPLITS = ("query", "database", "train", "val_query", "val_database")
+from hashcore.splits import SPLITS
 
 
 def eval_transform(dm):

@@ -90,6 +90,16 @@ METHODS: dict[str, MethodSettings] = {
         "SGD lr 5e-4, wd 5e-4, ×2/3 every 20 epochs, batch 128, U of the train set by index, 50×50 triplets per other "
         "class, margin K/2, η 100, 100 epochs; multi-label data: the swuxyj/DeepHash-pytorch@ab14068 DTSH.py port",
         epochs=100, batch_size=128, val_every=5),
+    "orthohash": MethodSettings(
+        "kamwoh/orthohash@94c4a03 (main.py, scripts/train_hashing.py, functions/loss/orthohash.py, models/alexnet.py): "
+        "AlexNet fully trained, Adam 1e-4, wd 5e-4, backbone lr ×0.1, batch 256, Bernoulli codebook, s 8, m 0.2 "
+        "(0.3 in the README's CIFAR-10 command), quantization 0, 100 epochs, lr ×0.1 at epoch 80",
+        epochs=100, batch_size=256, val_every=5),
+    "dpn": MethodSettings(
+        "kamwoh/DPN@b4d721e (main.py, scripts/train_hashing.py, models/alexnet.py): AlexNet fully trained, SGD 1e-4, "
+        "momentum 0.9, wd 5e-4, batch 256, Gaussian-sign centres (no centre update), margin 1, 200 epochs, lr ×0.1 "
+        "at epoch 100",
+        epochs=200, batch_size=256, val_every=5),
     "pcah": MethodSettings("PCA + sign (PCAH, the PCA-Direct baseline of Gong & Lazebnik's ITQ code; "
                            "CISiPLab/cisip-FIRe@e8826c4 functions/loss/pca.py), fitted in one pass over the train split",
                            epochs=1, batch_size=256, val_every=1),
@@ -121,6 +131,7 @@ DATASETS: dict[str, DatasetSettings] = {
         "greedy": {"data": {"protocol": "greedyhash"}},
         "dch": {"data": {"protocol": "dch", "train_transform": "resize", "eval_transform": "resize"}},
         "lsh": {"data": {"protocol": "bihalf_i"}}, "itq": {"data": {"protocol": "bihalf_i"}},
+        "orthohash": {"model": {"margin": 0.3}},  # kamwoh/orthohash README: --ds cifar10 --margin 0.3
         "pcah": {"data": {"protocol": "bihalf_i"}}, "sh": {"data": {"protocol": "bihalf_i"}},
         # hashing-baseline image/get_data.py: query = the 10,000 test images, train = database = the 50,000 train
         # images, Resize 256 (bicubic) → CenterCrop 224, mAP@1000 (image/retrieval.py)

@@ -61,3 +61,20 @@ def test_load_from_checkpoint_restores_the_state(name, classes, tmp_path):
     loaded = get_method(name).load_from_checkpoint(last)
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k
+
+
+@pytest.mark.parametrize("name,kw", [("orthohash", {}), ("dpn", {}), ("dpn", {"variant": "deephash"})])
+def test_class_codes_are_saved_and_win_over_a_rebuilt_models_codes(name, kw, tmp_path):
+    """OrthoHash's codebook and DPN's centres (and the port's tie-breaking code) are seeded buffers: a run resumed by
+    a model built with another codebook_seed must continue with the checkpoint's codes."""
+    data = OrderedToyData(n_train=48, num_classes=4)
+    whole, _ = _fit(name, data, 2, tmp_path / "whole", codebook_seed=1, **kw)
+    _, first = _fit(name, data, 1, tmp_path / "first", codebook_seed=1, **kw)
+    assert "class_codes" in torch.load(first, weights_only=False)["state_dict"]
+    resumed, _ = _fit(name, data, 2, tmp_path / "resumed", ckpt_path=str(first), codebook_seed=2, **kw)
+    for k, v in whole.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    other = get_method(name)(bits=16, num_classes=4, codebook_seed=2, **TINY, **kw)
+    assert not torch.equal(whole.class_codes, other.class_codes)  # the check above could fail
+    loaded = get_method(name).load_from_checkpoint(first)
+    assert torch.equal(loaded.class_codes, torch.load(first, weights_only=False)["state_dict"]["class_codes"])
