@@ -90,6 +90,11 @@ METHODS: dict[str, MethodSettings] = {
         "SGD lr 5e-4, wd 5e-4, ×2/3 every 20 epochs, batch 128, U of the train set by index, 50×50 triplets per other "
         "class, margin K/2, η 100, 100 epochs; multi-label data: the swuxyj/DeepHash-pytorch@ab14068 DTSH.py port",
         epochs=100, batch_size=128, val_every=5),
+    "adsh": MethodSettings(
+        "jiangqy/ADSH-AAAI2018@2e95574 (ADSH_pytorch/ADSH_CIFAR_10.py, utils/adsh_loss.py): network fully trained, "
+        "SGD lr 1e-3 (no momentum), wd 5e-4, batch 64, γ 200, 2,000 sampled queries per outer iteration, 3 epochs "
+        "per iteration, V updated bit by bit after each, 50 iterations, lr ÷10 every 10 iterations",
+        epochs=150, batch_size=64, val_every=15),
     "pcah": MethodSettings("PCA + sign (PCAH, the PCA-Direct baseline of Gong & Lazebnik's ITQ code; "
                            "CISiPLab/cisip-FIRe@e8826c4 functions/loss/pca.py), fitted in one pass over the train split",
                            epochs=1, batch_size=256, val_every=1),
