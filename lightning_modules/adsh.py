@@ -7,8 +7,8 @@ of hashcore/asymmetric.py (against all of V), then updates V bit by bit in close
 lr 1e-3 (no momentum), wd 5e-4, lr ÷10 after iterations 10, 20, 30, 40; batch 64; γ 200; Linear(·, K) + tanh.
 
 Here one outer iteration is ``iteration_epochs`` Lightning epochs over the train loader, and a step trains on the
-rows of its global batch that are in the iteration's sample (a batch with none of them is skipped: no optimiser
-step). Why: the train loader belongs to the datamodule, so the sample is a property of the method, not a loader.
+rows of its global batch that are in the iteration's sample (a batch with none of them gives a zero loss and no
+optimiser step: ``optimizer_step``). Why: the train loader belongs to the datamodule, so the sample is a property of the method, not a loader.
 Consequence: the network sees the sampled queries in batches of varying size (about batch × num_samples / N), and the
 first epoch also collects every training label, which the V update needs. The sample of iteration t is drawn from
 ``(sample_seed, t)`` alone, so a resumed run draws the same one; V, the sample, the sampled outputs U and the labels
@@ -57,6 +57,7 @@ class ADSH(HashModule):
         self.register_buffer("U", torch.zeros(rows, bits))           # network outputs of this iteration's sample
         self.register_buffer("Y", torch.zeros(rows, 0))              # labels of every training image
         self.register_buffer("sample", torch.zeros(0, dtype=torch.long))  # this iteration's query rows
+        self._steps = True  # whether this step's batch held sampled queries
         self._ratio = 0.0  # the soft similarity's r of this epoch's sample (computed at epoch start)
 
     # ---- state: sized from the checkpoint or the train split ------------------------------------------------
@@ -106,6 +107,15 @@ class ADSH(HashModule):
             s = adsh_similarity(self.Y[self.sample], self.Y)
             self.V = adsh_update_codes(self.V, self.U[self.sample], s, self.sample, gamma=self.hparams.gamma)
 
+    def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+        """Run the step's forward and backward (every rank: DDP all-reduces in it), then step the optimiser only after
+        a batch that held sampled queries (``training_step`` sets ``_steps``)."""
+        self._steps = True
+        if optimizer_closure is not None:
+            optimizer_closure()
+        if self._steps:
+            optimizer.step()
+
     # ---- the step: the sampled rows of the global batch against all of V -------------------------------------
     def training_step(self, batch, batch_idx):
         (images,), labels, index = self.split_batch(batch)
@@ -123,8 +133,11 @@ class ADSH(HashModule):
         in_sample = torch.zeros(self.V.shape[0], dtype=torch.bool, device=index.device)
         in_sample[self.sample] = True
         keep = in_sample[index]
-        if not bool(keep.any()):
-            return None  # identical on every rank (the global batch): no rank steps
+        self._steps = bool(keep.any())  # identical on every rank (the global batch)
+        if not self._steps:
+            # no sampled query here: a zero loss (DDP needs every rank's backward; Lightning refuses a None step under
+            # DDP) and no optimiser step (optimizer_step), so weight decay and momentum do not move the weights either
+            return (u * 0).sum()
         u, index = u[keep], index[keep]
         self.U[index] = u.detach()
         s = (labels[keep] @ self.Y.t() > 0).to(u.dtype)

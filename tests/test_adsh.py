@@ -57,3 +57,21 @@ def test_each_iteration_draws_its_own_sample_of_the_requested_size(tmp_path):
     assert first.sample.numel() == second.sample.numel() == 20
     assert len(set(first.sample.tolist())) == 20
     assert not torch.equal(first.sample, second.sample)
+
+
+def test_lightning_fit_on_two_processes_with_batches_outside_the_sample(tmp_path):
+    """As a user types it under DDP: with 6 sampled queries most global batches hold none, every rank skips those
+    together (no hang, no error), and the V update runs at the end of each 1-epoch iteration."""
+    from tests.console_fixtures import EXP, TINY, TWO_CPU, console
+    from tests.data_fixtures import write_cifar
+
+    write_cifar(str(tmp_path / "cifar"), train_per_class=15, test_per_class=12)
+    fit = console("lightning", "fit", "--config", str(EXP / "methods" / "adsh.yaml"), "--config",
+                  str(EXP / "data" / "cifar.yaml"), "--data.root", str(tmp_path / "cifar"), *TINY, "--model.bits", "8",
+                  "--model.num_samples", "6", "--model.iteration_epochs", "1", "--trainer.limit_train_batches", "null",
+                  "--trainer.max_epochs", "2", *TWO_CPU, "--trainer.strategy", "ddp", "--run_name", "a",
+                  cwd=tmp_path, timeout=400)
+    assert fit.returncode == 0, fit.tail()
+    assert "Traceback" not in fit.stderr, fit.tail()
+    state = torch.load(tmp_path / "runs" / "a" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert state["sample"].numel() == 6 and state["V"].abs().sum() > 0
