@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export WANDB_SILENT ?= true
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean methods-table
 
 setup: $(VENV)/.installed
 
@@ -18,6 +18,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 demo: setup
 	$(VENV)/bin/hashbench compare --config experiments/demo_mnist.yaml --method-config experiments/demo_methods.yaml \
 		--methods cib,bihalf,dch,greedy --bits 16,32,64 --seeds 1 --name demo_mnist
+
+# README's methods table: every method that reads images on the demo data, mAP@all and wall time per run
+methods-table: setup
+	$(VENV)/bin/hashbench compare --config experiments/demo_mnist.yaml --method-config experiments/demo_methods.yaml \
+		--methods all --bits 16,32,64 --seeds 1 --name demo_all
+	$(PY) experiments/methods_table.py results/demo_all
 
 test: setup
 	$(VENV)/bin/lint-imports --no-cache

@@ -56,7 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hashbench compare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", action="append", required=True, help="LightningCLI config(s): data, trainer, ...")
-    p.add_argument("--methods", default="cib,bihalf,dch,greedy", help=f"comma list of {', '.join(method_names())}")
+    p.add_argument("--methods", default="cib,bihalf,dch,greedy",
+                   help=f"comma list of {', '.join(method_names())}; 'all' = every method that reads images "
+                        f"({', '.join(all_image_methods())}), i.e. all but the autoencoder study's, which read flat "
+                        "binarised pixels (their class sets image_input = False)")
     p.add_argument("--bits", default="16,32,64", help="comma list of code lengths")
     p.add_argument("--seeds", default="1", help="a count N (seeds 0..N-1) or a comma list of seeds")
     p.add_argument("--baselines", default=",".join(DEFAULT_BASELINES),
@@ -72,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
                         "them; they are marked in runs.csv (other_code) and summary.md")
     p.add_argument("--verbose", action="store_true", help="show Lightning's own output (progress, tables, tips)")
     return p
+
+
+def all_image_methods() -> list[str]:
+    """What ``--methods all`` runs: every registered method that reads images (learned and closed form)."""
+    return [name for name in method_names() if get_method(name).image_input]
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,9 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p = _parser()
     args, overrides = p.parse_known_args(argv)
     try:
-        methods = [resolve_method_name(m) for m in args.methods.split(",") if m.strip()]
+        names = [m.strip() for m in args.methods.split(",") if m.strip()]
+        names = [n for m in names for n in (all_image_methods() if m.lower() == "all" else [m])]
+        methods = [resolve_method_name(m) for m in names]
         baselines = [resolve_method_name(m) for m in args.baselines.split(",") if m.strip()]
     except ValueError as err:
         p.error(str(err))

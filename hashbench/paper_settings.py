@@ -100,6 +100,11 @@ METHODS: dict[str, MethodSettings] = {
         "momentum 0.9, wd 5e-4, batch 256, Gaussian-sign centres (no centre update), margin 1, 200 epochs, lr ×0.1 "
         "at epoch 100",
         epochs=200, batch_size=256, val_every=5),
+    "adsh": MethodSettings(
+        "jiangqy/ADSH-AAAI2018@2e95574 (ADSH_pytorch/ADSH_CIFAR_10.py, utils/adsh_loss.py): network fully trained, "
+        "SGD lr 1e-3 (no momentum), wd 5e-4, batch 64, γ 200, 2,000 sampled queries per outer iteration, 3 epochs "
+        "per iteration, V updated bit by bit after each, 50 iterations, lr ÷10 every 10 iterations",
+        epochs=150, batch_size=64, val_every=15),
     "pcah": MethodSettings("PCA + sign (PCAH, the PCA-Direct baseline of Gong & Lazebnik's ITQ code; "
                            "CISiPLab/cisip-FIRe@e8826c4 functions/loss/pca.py), fitted in one pass over the train split",
                            epochs=1, batch_size=256, val_every=1),

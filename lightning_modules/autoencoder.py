@@ -47,6 +47,8 @@ class HashAutoencoder(HashModule):
 
     #: "sign" or "bihalf"
     layer: str = "sign"
+    #: reconstructs flat binarised pixel vectors, not images: not part of ``hashbench compare --methods all``
+    image_input = False
     #: the flattened input length the decoder reconstructs (set per instance from ``input_dim``)
     input_dim: int = 784
 

@@ -79,6 +79,9 @@ class HashModule(L.LightningModule):
     supervised: bool = False
     #: a classic closed-form baseline (LSH, ITQ), drawn as such in every comparison
     baseline: bool = False
+    #: reads images (or their backbone features); False for a method that needs other inputs (the autoencoder study's
+    #: flat binarised pixels), which ``hashbench compare --methods all`` leaves out
+    image_input: bool = True
 
     def __init__(self, bits: int = 64, backbone: str = "vgg16", pretrained: bool = True,
                  weights_path: Optional[str] = None, freeze: bool = True,
