@@ -181,3 +181,25 @@ def test_shipped_config_trains_through_the_console_and_tests_with_both_map_colum
     assert test.returncode == 0, test.stderr[-3000:]
     assert "50 queries x 300 database items" in test.stdout
     assert "mAP@all " in test.stdout and "mAP@all_tie_avg " in test.stdout
+
+
+
+def test_progress_bar_of_a_plain_fit_is_redrawn_by_time_not_after_every_few_ms_step(tiny_mnist, tmp_path, monkeypatch):
+    """Lightning's bar recomputes its metrics and redraws after every batch: on the study's ~3 ms steps that alone made
+    ``lightning fit`` ×1.31 of a plain loop (benchmarks/bench_ae_overhead.py). The suite's default bar redraws at most
+    every half second. In process through ``run_cli`` (what the console runs) to count the bar's updates: Rich, the bar
+    Lightning picks when installed, prints nothing per update to a pipe."""
+    from lightning.pytorch.callbacks import ProgressBar
+    from hashbench.lightning_cli import run_cli
+    updates = []
+    get_metrics = ProgressBar.get_metrics
+    monkeypatch.setattr(ProgressBar, "get_metrics", lambda self, trainer, model: updates.append(trainer.global_step)
+                        or get_metrics(self, trainer, model))
+    monkeypatch.chdir(tmp_path)
+    steps = 300 // 4  # 300 train images, batch 4: 75 steps of a few ms
+    cli = run_cli(["fit", "--config", str(REPO / "experiments" / "mnist_ae_bihalf.yaml"), "--data.root",
+                   str(tiny_mnist[0]), "--data.source", "root", "--data.val_queries", "20", "--data.batch_size", "4",
+                   "--trainer.max_epochs", "1", "--trainer.logger", "false"])
+    assert cli.trainer.global_step == steps and cli.trainer.progress_bar_callback is not None
+    assert 1 <= len(updates) <= steps // 3, f"the bar was updated {len(updates)} times in {steps} steps"
+    assert updates[-1] == steps  # the epoch's last batch is always shown
