@@ -228,7 +228,7 @@ def test_a_ddp_step_on_2_x_b_over_2_equals_a_step_on_b(config, tiny_mnist, tmp_p
              "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "0", "--trainer.logger", "false",
              "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu", "--trainer.devices",
              str(devices), "--trainer.strategy", "ddp" if devices > 1 else "auto"],
-            capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+            capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
         assert fit.returncode == 0, fit.stderr[-3000:]
         [ckpt] = cwd.glob("runs/*/checkpoints/last.ckpt")
         states[devices] = read_checkpoint(ckpt)["state_dict"]
