@@ -95,7 +95,9 @@ def map_vs_bits_figure(rows: list[dict], subtitle: str = ""):
     fig = Figure(figsize=(8.2, 4.6), layout="constrained")
     ax = fig.add_subplot()
     seeds = sorted({r["seed"] for r in rows})
-    for i, method in enumerate(m for m in AE_METHODS if any(r["method"] == m for r in rows)):
+    for i, method in enumerate(AE_METHODS):  # a layer keeps its colour whichever layers the folder holds
+        if not any(r["method"] == method for r in rows):
+            continue
         bits = sorted({r["bits"] for r in rows if r["method"] == method})
         for key, style, what in (("mAP@all", "-", "stable"), ("mAP@all_tie_avg", "--", "tie-averaged")):
             values = [[r[key] for r in rows if r["method"] == method and r["bits"] == b and key in r] for b in bits]
