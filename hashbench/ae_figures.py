@@ -44,7 +44,11 @@ def scatter_indices(labels: np.ndarray, per_class: int = 500, seed: int = 0) -> 
 
 
 def latent_scatter_figure(features: dict, labels: np.ndarray, subtitle: str = ""):
-    """One 3-D scatter panel per layer of ``features`` ({method: (n, 3) U}), points coloured by digit."""
+    """One 3-D scatter panel per layer of ``features`` ({method: (n, 3) U}), points coloured by digit.
+
+    What the figure is for is where U lies against the sign thresholds U_k = 0 (the code is sign(U)): each axis spans
+    0, dashed lines through the origin mark the thresholds, and each panel's title gives the share of images with
+    bit k = +1 (0.50 = a balanced bit, 0 or 1 = a bit that carries nothing)."""
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
@@ -58,15 +62,27 @@ def latent_scatter_figure(features: dict, labels: np.ndarray, subtitle: str = ""
             rows = labels == digit
             ax.scatter(u[rows, 0], u[rows, 1], u[rows, 2], s=3, color=colours[digit], label=str(digit),
                        depthshade=False, linewidths=0)
-        ax.set_title(f"{LAYER_NAMES.get(method, method)} ({method})", fontsize=11)
+        lows, highs = np.minimum(u.min(0), 0), np.maximum(u.max(0), 0)
+        pad = 0.05 * np.maximum(highs - lows, 1e-6)
+        lows, highs = lows - pad, highs + pad
+        for k in range(3):  # the threshold of bit k: the axis line through the origin
+            line = np.zeros((3, 2))
+            line[k] = lows[k], highs[k]
+            ax.plot(*line, color="0.35", linestyle="--", linewidth=0.8)
+        ax.set_xlim(lows[0], highs[0])
+        ax.set_ylim(lows[1], highs[1])
+        ax.set_zlim(lows[2], highs[2])
+        ones = ", ".join(f"{v:.2f}" for v in (u > 0).mean(0))
+        ax.set_title(f"{LAYER_NAMES.get(method, method)} ({method})\nshare of +1 per bit: {ones}", fontsize=10)
         ax.set_xlabel("$U_1$")
         ax.set_ylabel("$U_2$")
         ax.set_zlabel("$U_3$")
     handles, names = fig.axes[0].get_legend_handles_labels()
     fig.legend(handles, names, title="digit", loc="outside right center", markerscale=4, fontsize=9)
     fig.suptitle("Bi-half autoencoder study: 3-bit continuous features U of "
-                 f"{len(labels):,} MNIST test images ({len(labels) // 10} per class)" + (f"; {subtitle}" if subtitle
-                                                                                        else ""), fontsize=11)
+                 f"{len(labels):,} MNIST test images ({len(labels) // 10} per class)" + (f", {subtitle}" if subtitle
+                                                                                        else "")
+                 + "\ncode = sign(U); dashed: the thresholds U_k = 0", fontsize=11)
     return fig
 
 
@@ -76,10 +92,12 @@ def map_vs_bits_figure(rows: list[dict], subtitle: str = ""):
     from matplotlib.figure import Figure
 
     colours = colormaps["tab10"].colors
-    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    fig = Figure(figsize=(8.2, 4.6), layout="constrained")
     ax = fig.add_subplot()
     seeds = sorted({r["seed"] for r in rows})
-    for i, method in enumerate(m for m in AE_METHODS if any(r["method"] == m for r in rows)):
+    for i, method in enumerate(AE_METHODS):  # a layer keeps its colour whichever layers the folder holds
+        if not any(r["method"] == method for r in rows):
+            continue
         bits = sorted({r["bits"] for r in rows if r["method"] == method})
         for key, style, what in (("mAP@all", "-", "stable"), ("mAP@all_tie_avg", "--", "tie-averaged")):
             values = [[r[key] for r in rows if r["method"] == method and r["bits"] == b and key in r] for b in bits]
@@ -90,19 +108,25 @@ def map_vs_bits_figure(rows: list[dict], subtitle: str = ""):
             std = np.array([np.std(v) for _, v in shown])
             xs = [b for b, _ in shown]
             ax.errorbar(xs, mean, yerr=std if len(seeds) > 1 else None, linestyle=style, marker="o",
-                        color=colours[i], capsize=3, label=f"{LAYER_NAMES[method]}, {what}")
+                        color=colours[i], capsize=3, label=LAYER_NAMES[method] if key == "mAP@all" else None)
     ax.set_xscale("log", base=2)
     all_bits = sorted({r["bits"] for r in rows})
     ax.set_xticks(all_bits, [str(b) for b in all_bits])
     ax.set_xlabel("code length (bits)")
     ax.set_ylabel("test mAP over the whole database")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    how = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean ± std over seeds {', '.join(map(str, seeds))}"
+    from matplotlib.lines import Line2D
+    layers = ax.legend(title="hash layer", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.add_artist(layers)
+    ax.legend(handles=[Line2D([], [], color="0.3", linestyle="-"), Line2D([], [], color="0.3", linestyle="--")],
+              labels=["stable: ties ranked\nin database order", "tie-averaged: expected\nover tie orders (what the\n"
+                      "official shuffled\nevaluation estimates)"],
+              title="mAP", fontsize=8, title_fontsize=8, loc="lower left", bbox_to_anchor=(1.01, 0))
+    how = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean ± std (error bars) over seeds {', '.join(map(str, seeds))}"
     sizes = sorted({(r.get("num_query"), r.get("num_database")) for r in rows}, key=str)
     where = "; ".join(f"{q:,} test queries, {d:,} train images as database" for q, d in sizes if q and d)
     fig.suptitle(f"Bi-half autoencoder study on MNIST ({where or 'test queries vs the train images'}):\n"
-                 f"mAP, {how}" + (f"; {subtitle}" if subtitle else ""), fontsize=9)
+                 f"mAP, {how}" + (f", {subtitle}" if subtitle else ""), fontsize=9)
     return fig
 
 
@@ -117,7 +141,8 @@ def finished_runs(folder: Path) -> list[tuple[Path, dict]]:
 
 
 def latent_features(runs: list[tuple[Path, dict]], root: str, seed: int = 0):
-    """({method: U (5000, 3)}, labels) from the 3-bit runs' last checkpoints (first seed found per method)."""
+    """({method: U (5000, 3)}, labels, {method: seed}) from the 3-bit runs' last checkpoints (the lowest seed per
+    method)."""
     import torch
 
     from datamodules import BinarizedMNIST
@@ -129,16 +154,17 @@ def latent_features(runs: list[tuple[Path, dict]], root: str, seed: int = 0):
     labels = queries.labels.argmax(1).numpy()
     pick = scatter_indices(labels, seed=seed)
     x, _, _ = queries.__getitems__(pick.tolist())
-    features = {}
+    features, seeds = {}, {}
     for method in AE_METHODS:
-        for run_dir, row in runs:
+        for run_dir, row in sorted(runs, key=lambda r: r[1].get("seed", 0)):
             ckpt = checkpoint_dir(run_dir) / LAST
             if row["method"] == method and row["bits"] == 3 and ckpt.is_file():
                 model = get_method(method).load_from_checkpoint(str(ckpt), map_location="cpu").eval()
                 with torch.no_grad():
                     features[method] = model.hash_scores(x).numpy()
+                seeds[method] = row.get("seed")
                 break
-    return features, labels[pick]
+    return features, labels[pick], seeds
 
 
 def write_figures(folder: Path, root: str = "data/mnist") -> list[Path]:
@@ -150,15 +176,16 @@ def write_figures(folder: Path, root: str = "data/mnist") -> list[Path]:
     written = []
     rows = [row for _, row in runs]
     epochs = sorted({row.get("epochs") for _, row in runs})
-    note = f"{'/'.join(map(str, epochs))} epochs"
+    note = f"trained {'/'.join(map(str, epochs))} epoch{'' if epochs == [1] else 's'}"
     if rows:
         path = folder / "ae_map_vs_bits.png"
         map_vs_bits_figure(rows, note).savefig(path, dpi=DPI)
         written.append(path)
-    features, labels = latent_features(runs, root)
+    features, labels, seeds = latent_features(runs, root)
     if features:
         path = folder / "ae_latent_3d.png"
-        latent_scatter_figure(features, labels, note).savefig(path, dpi=DPI)
+        shown = sorted(set(seeds.values()), key=str)
+        latent_scatter_figure(features, labels, f"seed {'/'.join(map(str, shown))}, {note}").savefig(path, dpi=DPI)
         written.append(path)
     return written
 

@@ -18,7 +18,7 @@ from importlib import import_module
 from typing import Optional
 
 import yaml
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins import TorchCheckpointIO
@@ -41,6 +41,7 @@ from . import errors, help_order, paper_settings
 from .commands import LIGHTNING_COMMANDS
 from .checkpoint_io import SafeCheckpointIO, read_checkpoint
 from .ddp_launch import watch_launch
+from .progress_bar import default_progress_bar
 from .runs import (DEFAULT_ROOT, RunError, RunIdentity, check_checkpoint_file, check_checkpoint_matches,
                    check_writable, checkpoint_dir, find_checkpoint, has_checkpoints, is_global_zero, run_dir,
                    wandb_run_id)
@@ -167,6 +168,13 @@ class HashbenchCLI(LightningCLI):
         return parser
 
     def instantiate_trainer(self, **kwargs):
+        trainer_cfg = self.config_init.get(self.subcommand, self.config_init).get("trainer") or {}
+        callbacks = trainer_cfg.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        # Lightning's default bar redraws after every batch (x1.3 on the autoencoders' few-ms steps): ours redraws by
+        # time; a bar the user configured, or --trainer.enable_progress_bar false, is left as it is
+        if trainer_cfg.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            kwargs.setdefault("callbacks", [*callbacks, default_progress_bar()])
         trainer = super().instantiate_trainer(**kwargs)
         watch_launch(trainer)  # a DDP launch that cannot form its process group stops with a message, never hangs
         return trainer

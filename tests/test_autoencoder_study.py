@@ -181,3 +181,67 @@ def test_shipped_config_trains_through_the_console_and_tests_with_both_map_colum
     assert test.returncode == 0, test.stderr[-3000:]
     assert "50 queries x 300 database items" in test.stdout
     assert "mAP@all " in test.stdout and "mAP@all_tie_avg " in test.stdout
+
+
+
+def test_progress_bar_of_a_plain_fit_is_redrawn_by_time_not_after_every_few_ms_step(tiny_mnist, tmp_path, monkeypatch):
+    """Lightning's bar recomputes its metrics and redraws after every batch: on the study's ~3 ms steps that alone made
+    ``lightning fit`` ×1.31 of a plain loop (benchmarks/bench_ae_overhead.py). The suite's default bar redraws at most
+    every half second. In process through ``run_cli`` (what the console runs) to count the bar's updates: Rich, the bar
+    Lightning picks when installed, prints nothing per update to a pipe."""
+    from lightning.pytorch.callbacks import ProgressBar
+    from hashbench.lightning_cli import run_cli
+    updates = []
+    get_metrics = ProgressBar.get_metrics
+    monkeypatch.setattr(ProgressBar, "get_metrics", lambda self, trainer, model: updates.append(trainer.global_step)
+                        or get_metrics(self, trainer, model))
+    monkeypatch.chdir(tmp_path)
+    steps = 300 // 4  # 300 train images, batch 4: 75 steps of a few ms
+    cli = run_cli(["fit", "--config", str(REPO / "experiments" / "mnist_ae_bihalf.yaml"), "--data.root",
+                   str(tiny_mnist[0]), "--data.source", "root", "--data.val_queries", "20", "--data.batch_size", "4",
+                   "--trainer.max_epochs", "1", "--trainer.logger", "false"])
+    assert cli.trainer.global_step == steps and cli.trainer.progress_bar_callback is not None
+    assert 1 <= len(updates) <= steps // 3, f"the bar was updated {len(updates)} times in {steps} steps"
+    assert updates[-1] == steps  # the epoch's last batch is always shown
+
+
+# ------------------------------------------------------------------------------------------ DDP
+@pytest.mark.skipif(not LIGHTNING.exists(), reason="console script `lightning` not installed (pip install -e .)")
+@pytest.mark.parametrize("config", ["mnist_ae_signreg.yaml", "mnist_ae_bihalf.yaml"])
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_ddp_step_on_2_x_b_over_2_equals_a_step_on_b(config, tiny_mnist, tmp_path):
+    """2 CPU processes (gloo, Lightning's launcher) × 4 images = one process × 8 images: the data module's batches of
+    both ranks together are the one-process batch, and the hash layer and the balance term see the global batch
+    (gathered with gradients), so bi-half's half/half split per bit is over the same 8 images. sign_pull is
+    per element: ae_sign is ae_signreg without the balance term, covered here. SGD, because Adam's first step
+    is ±lr for any gradient of ~0, so float reordering would hide what is compared."""
+    from hashbench.checkpoint_io import read_checkpoint
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    states = {}
+    for devices, batch in ((1, 8), (2, 4)):
+        cwd = tmp_path / f"devices{devices}"
+        cwd.mkdir()
+        fit = subprocess.run(
+            [str(LIGHTNING), "fit", "--config", str(REPO / "experiments" / config), "--data.root", str(tiny_mnist[0]),
+             "--data.source", "root", "--data.val_queries", "20", "--data.batch_size", str(batch),
+             "--model.optimizer", "sgd", "--model.lr", "0.5", "--trainer.max_epochs", "1",
+             "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "0", "--trainer.logger", "false",
+             "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu", "--trainer.devices",
+             str(devices), "--trainer.strategy", "ddp" if devices > 1 else "auto"],
+            capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+        assert fit.returncode == 0, fit.stderr[-3000:]
+        [ckpt] = cwd.glob("runs/*/checkpoints/last.ckpt")
+        states[devices] = read_checkpoint(ckpt)["state_dict"]
+    initial = initial_state(config)
+    for k in states[1]:  # one step from the same start: every tensor moved, by a step's size
+        step = (states[1][k] - initial[k]).abs().max().item()
+        assert 0 < step < 0.05, f"{k}: moved by {step}"
+    for k in states[1]:
+        torch.testing.assert_close(states[2][k], states[1][k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def initial_state(config: str) -> dict:
+    """The weights the config's run starts from (seed_everything 0, the method's defaults)."""
+    cls = {"mnist_ae_signreg.yaml": SignRegAutoencoder, "mnist_ae_bihalf.yaml": BiHalfAutoencoder}[config]
+    torch.manual_seed(0)
+    return cls(bits=16).state_dict()
