@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.console_fixtures import REPO, console
-from tests.data_fixtures import write_cifar, write_jpeg, write_list_dataset
+from tests.data_fixtures import write_cifar, write_jpeg, write_list_dataset, write_mnist_idx
 
 README = REPO / "README.md"
 INLINE = re.compile(r"`((?:lightning|hashbench) (?:fit|validate|test|predict|compare|encode|evaluate|search) [^`]+)`")
@@ -71,6 +71,12 @@ TABLE = {
         Mini(CIFAR_MINI, folder="cib", expect="hashbench encode:"),
     "hashbench evaluate --codes codes": Mini(folder="cib", expect="mAP"),
     "hashbench search --index codes/database --query photo.jpg -k 10": Mini(folder="cib", expect="photo.jpg"),
+    # the autoencoder study on a miniature MNIST written in the real IDX format at data/mnist, then its figures
+    "hashbench compare --config experiments/data/mnist_binary.yaml --methods ae_sign,ae_signreg,ae_bihalf --bits 16 "
+    "--seeds 3 --baselines '' --name mnist_ae":
+        Mini(["--bits", "3", "--seeds", "1", "--data.source", "root", "--data.val_queries", "20", "--data.batch_size",
+              "32", "--trainer.max_epochs", "1"], folder="ae", expect="results/mnist_ae"),
+    "python -m hashbench.ae_figures results/mnist_ae": Mini(folder="ae", expect="ae_latent_3d.png"),
 }
 
 
@@ -78,7 +84,7 @@ def readme_commands(text: str) -> list[str]:
     """Every command line of README.md's fenced shell blocks (comments dropped), then its inline run commands."""
     found = []
     for block in re.findall(r"^```(?:bash|sh|shell|console)?\n(.*?)^```", text, re.S | re.M):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():  # a backslash continues the command
             words = shlex.split(line, comments=True)
             if words:
                 found.append(shlex.join(words))
@@ -100,6 +106,7 @@ def data(tmp_path_factory):
     base = tmp_path_factory.mktemp("readme_data")
     write_cifar(str(base / "cifar10"), train_per_class=15, test_per_class=12)
     write_list_dataset(str(base / "coco"), 80, n_query=6, n_train=12, n_database=24)
+    write_mnist_idx(str(base / "mnist"), train_per_class=12, test_per_class=4)
     return base
 
 
@@ -114,6 +121,7 @@ def folders(tmp_path_factory, data):
             (path / "experiments").symlink_to(REPO / "experiments")
             (path / "data").mkdir()
             (path / "data" / "cifar10").symlink_to(data / "cifar10")
+            (path / "data" / "mnist").symlink_to(data / "mnist")
             (path / "coco").symlink_to(data / "coco")
             write_jpeg(str(path / "photo.jpg"), 3)
             made[name] = path
