@@ -36,7 +36,8 @@ from datamodules.base import HashDataModule
 from lightning_modules.base import HashModule
 from hashcore.registry import discover
 
-from . import errors, help_order, paper_settings
+from . import errors, paper_settings
+from .framework_internals import SubcommandHooks, lead_with_checkpoint
 from .cli import LIGHTNING_COMMANDS
 from .checkpoint_io import SafeCheckpointIO, read_checkpoint
 from .ddp_launch import watch_launch
@@ -136,7 +137,7 @@ CKPT_PATH_HELP = (
     "(runs/<dataset>-<protocol>-<method>-<bits>b-seed<seed> unless --run_name is given).")
 
 
-class HashbenchCLI(LightningCLI):
+class HashbenchCLI(SubcommandHooks, LightningCLI):
     identity: RunIdentity
     run: "os.PathLike"
     resuming: bool = False
@@ -157,12 +158,10 @@ class HashbenchCLI(LightningCLI):
         parser.add_lightning_class_args(self.trainer_class, "trainer")
         parser.set_defaults({"trainer." + k: v for k, v in self.trainer_defaults.items() if k != "callbacks"})
 
-    def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
-        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+    def after_subcommand_parser(self, parser, subcommand: str) -> None:
         if subcommand in ("validate", "test"):
             parser.set_defaults(verbose=False)  # the retrieval callback prints its metrics once itself
-        help_order.lead_with_checkpoint(parser, CKPT_PATH_HELP)
-        return parser
+        lead_with_checkpoint(parser, CKPT_PATH_HELP)
 
     def instantiate_trainer(self, **kwargs):
         trainer = super().instantiate_trainer(**kwargs)
@@ -173,7 +172,7 @@ class HashbenchCLI(LightningCLI):
         return self.config.get(self.config.get("subcommand")) if self.config.get("subcommand") else self.config
 
     # ---- run directory and checkpoint (before anything is built) --------------------------------------
-    def _parse_ckpt_path(self) -> None:
+    def before_checkpoint_path(self) -> None:
         cfg = self._cfg()
         if cfg.get("seed_everything") is True:  # Lightning picks the seed later; pick it now so the run is named by it
             from lightning.pytorch import seed_everything
@@ -197,7 +196,6 @@ class HashbenchCLI(LightningCLI):
             raise RunError(f"run directory {self.run} already holds checkpoints of an earlier run. Resume it with "
                            "--ckpt_path last, start a separate run with --run_name <new name>, or delete "
                            f"{checkpoint_dir(self.run)} to start this one again from scratch.")
-        super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         cfg = self._cfg()
