@@ -9,6 +9,7 @@ checks of what a run would otherwise crash on late, and one ``hashbench: error:`
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 import logging
 import netrc
 import os
@@ -47,14 +48,6 @@ from .runs import (DEFAULT_ROOT, RunError, RunIdentity, check_checkpoint_file, c
 
 discover()
 
-# A frozen backbone is in eval mode (frozen BatchNorm; freeze_mode=eval) on purpose; Lightning warns about it
-# at every fit. Silenced for hashbench runs only (this module is the CLI's).
-warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
-# The console hands LightningCLI the command line it parsed (config names resolved) and leaves sys.argv as typed, so
-# that DDP's launcher re-runs the user's command; Lightning warns whenever both are set.
-warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
-
-
 class _NoTips(logging.Filter):
     """Lightning's advertisements for its cloud products are not something a researcher needs to read."""
 
@@ -62,7 +55,23 @@ class _NoTips(logging.Filter):
         return "Tip:" not in str(record.getMessage())[:12]
 
 
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
+@contextmanager
+def framework_noise_filtered():
+    """Lightning's warnings that say nothing to a hashbench user, silenced while a command runs (not on import, so
+    a researcher importing our modules in a notebook keeps every warning)."""
+    tips, rank_zero = _NoTips(), logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    rank_zero.addFilter(tips)
+    try:
+        with warnings.catch_warnings():
+            # A frozen backbone is in eval mode (frozen BatchNorm; freeze_mode=eval) on purpose; Lightning warns at
+            # every fit.
+            warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+            # The console hands LightningCLI the command line it parsed (config names resolved) and leaves sys.argv as
+            # typed, so that DDP's launcher re-runs the user's command; Lightning warns whenever both are set.
+            warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
+            yield
+    finally:
+        rank_zero.removeFilter(tips)
 
 def wandb_api_key_configured() -> bool:
     """True when wandb can log in without asking: an API key in the environment or in ~/.netrc."""
@@ -340,8 +349,9 @@ def run_cli(args: ArgsType = None, run: bool = True) -> HashbenchCLI:
     """
     # parse errors are raised (not printed with the whole usage) so main() reports them in one line
     no_exit = {"exit_on_error": False}
-    return HashbenchCLI(
-        HashModule, HashDataModule, subclass_mode_model=True, subclass_mode_data=True,
-        save_config_callback=LoggerSaveConfigCallback, save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False, args=args, run=run,
-        parser_kwargs={**no_exit, **{c: {**no_exit, "usage": USAGE} for c in LIGHTNING_COMMANDS}})
+    with framework_noise_filtered():
+        return HashbenchCLI(
+            HashModule, HashDataModule, subclass_mode_model=True, subclass_mode_data=True,
+            save_config_callback=LoggerSaveConfigCallback, save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False, args=args, run=run,
+            parser_kwargs={**no_exit, **{c: {**no_exit, "usage": USAGE} for c in LIGHTNING_COMMANDS}})

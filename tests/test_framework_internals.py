@@ -41,7 +41,8 @@ def _framework_private_names() -> set:
         for klass in inspect.getmro(cls):
             if klass.__module__.split(".")[0] in ("lightning", "jsonargparse", "argparse", "wandb"):
                 names.update(n for n in vars(klass) if n.startswith("_") and not n.startswith("__"))
-    names.update(("_hparams_initial", "_experiment"))  # set in __init__, so not in the class dict
+    # set in __init__, so not in the class dict
+    names.update(("_hparams_initial", "_experiment", "_actions", "_action_groups", "_group_actions"))
     return names - OUR_OWN_NAMES
 
 
