@@ -9,6 +9,7 @@ checks of what a run would otherwise crash on late, and one ``hashbench: error:`
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 import logging
 import netrc
 import os
@@ -37,7 +38,8 @@ from datamodules.base import HashDataModule
 from lightning_modules.base import HashModule
 from hashcore.registry import discover
 
-from . import errors, help_order, paper_settings
+from . import errors, paper_settings
+from .framework_internals import SubcommandHooks, lead_with_checkpoint
 from .commands import LIGHTNING_COMMANDS
 from .checkpoint_io import SafeCheckpointIO, read_checkpoint
 from .ddp_launch import watch_launch
@@ -49,14 +51,6 @@ from .runs import (DEFAULT_ROOT, RunError, RunIdentity, check_checkpoint_file, c
 discover()
 datamodules.discover()
 
-# A frozen backbone is in eval mode (frozen BatchNorm; freeze_mode=eval) on purpose; Lightning warns about it
-# at every fit. Silenced for hashbench runs only (this module is the CLI's).
-warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
-# The console hands LightningCLI the command line it parsed (config names resolved) and leaves sys.argv as typed, so
-# that DDP's launcher re-runs the user's command; Lightning warns whenever both are set.
-warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
-
-
 class _NoTips(logging.Filter):
     """Lightning's advertisements for its cloud products are not something a researcher needs to read."""
 
@@ -64,7 +58,23 @@ class _NoTips(logging.Filter):
         return "Tip:" not in str(record.getMessage())[:12]
 
 
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
+@contextmanager
+def framework_noise_filtered():
+    """Lightning's warnings that say nothing to a hashbench user, silenced while a command runs (not on import, so
+    a researcher importing our modules in a notebook keeps every warning)."""
+    tips, rank_zero = _NoTips(), logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    rank_zero.addFilter(tips)
+    try:
+        with warnings.catch_warnings():
+            # A frozen backbone is in eval mode (frozen BatchNorm; freeze_mode=eval) on purpose; Lightning warns at
+            # every fit.
+            warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+            # The console hands LightningCLI the command line it parsed (config names resolved) and leaves sys.argv as
+            # typed, so that DDP's launcher re-runs the user's command; Lightning warns whenever both are set.
+            warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
+            yield
+    finally:
+        rank_zero.removeFilter(tips)
 
 def wandb_api_key_configured() -> bool:
     """True when wandb can log in without asking: an API key in the environment or in ~/.netrc."""
@@ -139,7 +149,7 @@ CKPT_PATH_HELP = (
     "(runs/<dataset>-<protocol>-<method>-<bits>b-seed<seed> unless --run_name is given).")
 
 
-class HashbenchCLI(LightningCLI):
+class HashbenchCLI(SubcommandHooks, LightningCLI):
     identity: RunIdentity
     run: "os.PathLike"
     resuming: bool = False
@@ -160,12 +170,10 @@ class HashbenchCLI(LightningCLI):
         parser.add_lightning_class_args(self.trainer_class, "trainer")
         parser.set_defaults({"trainer." + k: v for k, v in self.trainer_defaults.items() if k != "callbacks"})
 
-    def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
-        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+    def after_subcommand_parser(self, parser, subcommand: str) -> None:
         if subcommand in ("validate", "test"):
             parser.set_defaults(verbose=False)  # the retrieval callback prints its metrics once itself
-        help_order.lead_with_checkpoint(parser, CKPT_PATH_HELP)
-        return parser
+        lead_with_checkpoint(parser, CKPT_PATH_HELP)
 
     def instantiate_trainer(self, **kwargs):
         trainer_cfg = self.config_init.get(self.subcommand, self.config_init).get("trainer") or {}
@@ -183,7 +191,7 @@ class HashbenchCLI(LightningCLI):
         return self.config.get(self.config.get("subcommand")) if self.config.get("subcommand") else self.config
 
     # ---- run directory and checkpoint (before anything is built) --------------------------------------
-    def _parse_ckpt_path(self) -> None:
+    def before_checkpoint_path(self) -> None:
         cfg = self._cfg()
         if cfg.get("seed_everything") is True:  # Lightning picks the seed later; pick it now so the run is named by it
             from lightning.pytorch import seed_everything
@@ -207,7 +215,6 @@ class HashbenchCLI(LightningCLI):
             raise RunError(f"run directory {self.run} already holds checkpoints of an earlier run. Resume it with "
                            "--ckpt_path last, start a separate run with --run_name <new name>, or delete "
                            f"{checkpoint_dir(self.run)} to start this one again from scratch.")
-        super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         cfg = self._cfg()
@@ -353,8 +360,9 @@ def run_cli(args: ArgsType = None, run: bool = True, cli_class: type = Hashbench
     """
     # parse errors are raised (not printed with the whole usage) so main() reports them in one line
     no_exit = {"exit_on_error": False}
-    return cli_class(
-        HashModule, HashDataModule, subclass_mode_model=True, subclass_mode_data=True,
-        save_config_callback=LoggerSaveConfigCallback, save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False, args=args, run=run,
-        parser_kwargs={**no_exit, **{c: {**no_exit, "usage": USAGE} for c in LIGHTNING_COMMANDS}})
+    with framework_noise_filtered():
+        return cli_class(
+            HashModule, HashDataModule, subclass_mode_model=True, subclass_mode_data=True,
+            save_config_callback=LoggerSaveConfigCallback, save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False, args=args, run=run,
+            parser_kwargs={**no_exit, **{c: {**no_exit, "usage": USAGE} for c in LIGHTNING_COMMANDS}})

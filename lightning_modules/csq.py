@@ -54,10 +54,7 @@ class CSQ(HashModule):
     def set_num_classes(self, num_classes: int) -> None:
         """Build the centres for the data's classes (seeded: the same run gets the same centres)."""
         if self.hparams.num_classes is None:  # recorded, so load_from_checkpoint rebuilds the buffers' shapes
-            self.hparams.num_classes = int(num_classes)
-            initial = getattr(self, "_hparams_initial", None)
-            if initial is not None:
-                initial["num_classes"] = int(num_classes)
+            self.save_hyperparameters({**self.hparams, "num_classes": int(num_classes)})  # also the logged copy
         elif self.hparams.num_classes != num_classes:
             raise ValueError(f"CSQ was built for model.num_classes={self.hparams.num_classes} but the data has "
                              f"{num_classes} classes; leave model.num_classes unset to take the data's")

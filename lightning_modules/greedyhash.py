@@ -50,10 +50,8 @@ class GreedyHash(HashModule):
 
     def set_num_classes(self, num_classes: int) -> None:
         if self.hparams.num_classes is None:  # recorded in both variants: the run's hparams agree with the data's
-            self.hparams.num_classes = int(num_classes)
-            initial = getattr(self, "_hparams_initial", None)  # what Lightning logs and compares with the data's
-            if initial is not None:
-                initial["num_classes"] = int(num_classes)
+            # save_hyperparameters also updates the initial copy Lightning logs and compares with the data's
+            self.save_hyperparameters({**self.hparams, "num_classes": int(num_classes)})
         if not self.supervised or (self.classifier is not None and self.hparams.num_classes == num_classes):
             return
         if self.classifier is not None or self.hparams.num_classes != num_classes:

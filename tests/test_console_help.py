@@ -35,7 +35,7 @@ def test_help_and_usage_errors_import_nothing_heavy(argv, code, said, tmp_path):
 
 
 def test_fit_help_leads_with_model_data_run_name_and_ckpt_path(tmp_path):
-    """Pins hashbench/help_order.py (the one use of argparse internals to move the checkpoint group)."""
+    """Pins hashbench/framework_internals.py (the one use of argparse internals to move the checkpoint group)."""
     ran = console("lightning", "fit", "--help", cwd=tmp_path, timeout=180)
     assert ran.returncode == 0, ran.tail()
     out = ran.stdout
