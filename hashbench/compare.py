@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                         f"({', '.join(all_image_methods())}), i.e. all but the autoencoder study's, which read flat "
                         "binarised pixels (their class sets image_input = False)")
     p.add_argument("--bits", default="16,32,64", help="comma list of code lengths")
-    p.add_argument("--seeds", default="1", help="a count N (seeds 0..N-1) or a comma list of seeds")
+    p.add_argument("--seeds", default="1", help="a count N (seeds 0..N-1) or a comma list of seeds (one seed: --seeds 5,)")
     p.add_argument("--baselines", default=",".join(DEFAULT_BASELINES),
                    help="classic baselines added to every comparison (on the same features and splits); '' for none")
     p.add_argument("--method-config", default=None,
@@ -119,7 +119,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     if "," not in args.seeds:
         if not seeds or seeds[0] < 1:
             p.error(f"--seeds N runs seeds 0..N-1, so N must be at least 1 (got {args.seeds!r}); "
-                    "give a list such as --seeds 0 or --seeds 3,4 for particular seeds")
+                    "for particular seeds give a comma list: --seeds 0, (seed 0 alone) or --seeds 3,4")
         seeds = list(range(seeds[0]))
     args.seeds = seeds
     if args.examples < 0:

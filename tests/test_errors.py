@@ -109,6 +109,7 @@ def test_compare_seeds_zero_is_a_usage_error(capsys):
         main(["compare", "--config", str(EXP / "data" / "mnist.yaml"), "--seeds", "0"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and "--seeds N runs seeds 0..N-1" in err
+    assert "--seeds 0, (seed 0 alone)" in err  # the way that works, not the input just refused
 
 
 def test_unknown_method_in_compare_is_a_usage_error(capsys):
