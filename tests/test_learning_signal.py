@@ -8,8 +8,6 @@ from torch.utils.data import DataLoader, Dataset
 from hashcore import retrieval_metrics as rm
 from hashcore.registry import get_method, method_names
 from lightning_modules.backbones import build_backbone, offline_mobilenet_v2_weights
-    # its official SGD at lr 1e-3, 3 epochs per outer iteration: 5 V updates in the 15 epochs
-    "adsh": dict(optimizer=KEEP),
 from tests.report_tables import REPORT_TABLES
 
 BITS = 16
