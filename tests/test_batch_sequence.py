@@ -62,7 +62,7 @@ def test_the_datamodule_hands_each_rank_its_slice(cifar_root):
         dm = CIFAR10(root=cifar_root, protocol="greedyhash", image_size=8, num_workers=0, batch_size=batch_size,
                      normalize="none", verify_checksums=False)
         dm.setup("fit")
-        dm.trainer = SimpleNamespace(world_size=world, global_rank=rank, fit_loop=None)
+        dm.trainer = SimpleNamespace(world_size=world, global_rank=rank, current_epoch=0)
         loader = dm.train_dataloader()
         loader.sampler.set_epoch(epoch)
         return [b[2].tolist() for b in loader]
@@ -83,7 +83,7 @@ def test_an_items_augmentation_does_not_depend_on_rank_or_workers(cifar_root):
         dm = CIFAR10(root=cifar_root, protocol="greedyhash", image_size=8, num_workers=workers, batch_size=batch_size,
                      normalize="none", verify_checksums=False, train_transform="resize_crop_flip")
         dm.setup("fit")
-        dm.trainer = SimpleNamespace(world_size=world, global_rank=rank, fit_loop=None)
+        dm.trainer = SimpleNamespace(world_size=world, global_rank=rank, current_epoch=0)
         loader = dm.train_dataloader()
         loader.sampler.set_epoch(epoch)
         return [b[0] for b in loader]
@@ -100,7 +100,7 @@ def test_resuming_with_another_global_batch_warns_with_the_batch_size_that_conti
 
     def dm(batch_size, world, fn=TrainerFn.FITTING):
         d = CIFAR10(root=cifar_root, protocol="greedyhash", batch_size=batch_size, verify_checksums=False)
-        d.trainer = SimpleNamespace(world_size=world, global_rank=0, state=SimpleNamespace(fn=fn))
+        d.trainer = SimpleNamespace(world_size=world, global_rank=0, current_epoch=0, state=SimpleNamespace(fn=fn))
         return d
 
     saved = dm(8, 1).state_dict()
