@@ -23,10 +23,8 @@ class ClassCodes:
     def set_num_classes(self, num_classes: int) -> None:
         name = type(self).__name__
         if self.hparams.num_classes is None:
-            self.hparams.num_classes = int(num_classes)
-            initial = getattr(self, "_hparams_initial", None)  # Lightning's own copy (as CSQ): saved in checkpoints
-            if initial is not None:
-                initial["num_classes"] = int(num_classes)
+            # save_hyperparameters also updates the initial copy Lightning logs and saves in checkpoints
+            self.save_hyperparameters({**self.hparams, "num_classes": int(num_classes)})
         elif self.hparams.num_classes != num_classes:
             raise ValueError(f"{name} was built for model.num_classes={self.hparams.num_classes} but the data has "
                              f"{num_classes} classes; leave model.num_classes unset to take the data's")
