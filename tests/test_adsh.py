@@ -1,27 +1,16 @@
 """ADSH's outer iterations on a toy: the query sample is drawn per iteration, only sampled rows are trained, V is
 updated in closed form after each iteration's last batch, and V / the sample / U / Y are saved in checkpoints so that
 a run resumed in the middle of an iteration equals the uninterrupted one."""
-import lightning as L
 import torch
 
-from hashbench.cli import connect
 from hashcore.asymmetric import adsh_similarity, adsh_update_codes
-from hashcore.registry import get_method
-from tests.test_method_state import OrderedToyData
+from tests.test_method_state import OrderedToyData, _fit as fit_method
 
-TINY = dict(backbone="tiny_cnn", pretrained=False, freeze=False, optimizer="sgd", lr=0.05)
 ADSH_KW = dict(num_samples=20, iteration_epochs=2, gamma=20.0)
 
 
 def _fit(data, epochs, tmp, ckpt_path=None, **kw):
-    L.seed_everything(0, verbose=False)
-    model = get_method("adsh")(bits=8, **TINY, **{**ADSH_KW, **kw})
-    connect(model, data)
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, default_root_dir=str(tmp),
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=str(tmp), save_last=True)])
-    trainer.fit(model, data, ckpt_path=ckpt_path)
-    return model, tmp / "last.ckpt"
+    return fit_method("adsh", data, epochs, tmp, ckpt_path, bits=8, **{**ADSH_KW, **kw})
 
 
 def test_resumed_mid_iteration_equals_the_uninterrupted_run(tmp_path):

@@ -21,9 +21,10 @@ class OrderedToyData(ToyData):
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=False, drop_last=True)
 
 
-def _fit(name, data, epochs, tmp, ckpt_path=None, **kw):
+def _fit(name, data, epochs, tmp, ckpt_path=None, bits=16, **kw):
+    """Train the registered method ``name`` on a tiny backbone, a checkpoint per epoch; (model, last.ckpt)."""
     L.seed_everything(0, verbose=False)
-    model = get_method(name)(bits=16, **TINY, **kw)
+    model = get_method(name)(bits=bits, **TINY, **kw)
     connect(model, data)
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, default_root_dir=str(tmp),
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
