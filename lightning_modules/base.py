@@ -124,6 +124,16 @@ class HashModule(L.LightningModule):
     def set_num_classes(self, num_classes: int) -> None:
         """The data's number of classes (supervised methods build their classifier from it)."""
 
+    def record_num_classes(self, num_classes: int) -> None:
+        """Record the data's class count in the hyperparameters (so ``load_from_checkpoint`` rebuilds class-sized
+        buffers; ``save_hyperparameters`` also updates the copy Lightning logs), or refuse one that contradicts
+        ``model.num_classes``."""
+        if self.hparams.num_classes is None:
+            self.save_hyperparameters({**self.hparams, "num_classes": int(num_classes)})
+        elif self.hparams.num_classes != num_classes:
+            raise ValueError(f"{type(self).__name__} was built for model.num_classes={self.hparams.num_classes} but "
+                             f"the data has {num_classes} classes; leave model.num_classes unset to take the data's")
+
     # ---- forward pieces -------------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features of a batch (images, or the feature cache's rows: the backbone knows which)."""

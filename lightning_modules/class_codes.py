@@ -21,13 +21,7 @@ class ClassCodes:
         raise NotImplementedError
 
     def set_num_classes(self, num_classes: int) -> None:
-        name = type(self).__name__
-        if self.hparams.num_classes is None:
-            # save_hyperparameters also updates the initial copy Lightning logs and saves in checkpoints
-            self.save_hyperparameters({**self.hparams, "num_classes": int(num_classes)})
-        elif self.hparams.num_classes != num_classes:
-            raise ValueError(f"{name} was built for model.num_classes={self.hparams.num_classes} but the data has "
-                             f"{num_classes} classes; leave model.num_classes unset to take the data's")
+        self.record_num_classes(num_classes)
         if self.class_codes.shape[0] == num_classes:
             return
         g = torch.Generator().manual_seed(self.hparams.codebook_seed)

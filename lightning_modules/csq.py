@@ -53,11 +53,7 @@ class CSQ(HashModule):
 
     def set_num_classes(self, num_classes: int) -> None:
         """Build the centres for the data's classes (seeded: the same run gets the same centres)."""
-        if self.hparams.num_classes is None:  # recorded, so load_from_checkpoint rebuilds the buffers' shapes
-            self.save_hyperparameters({**self.hparams, "num_classes": int(num_classes)})  # also the logged copy
-        elif self.hparams.num_classes != num_classes:
-            raise ValueError(f"CSQ was built for model.num_classes={self.hparams.num_classes} but the data has "
-                             f"{num_classes} classes; leave model.num_classes unset to take the data's")
+        self.record_num_classes(num_classes)
         if self.centers.shape[0] == num_classes:
             return
         g = torch.Generator().manual_seed(self.hparams.center_seed)
