@@ -86,6 +86,12 @@ def latent_scatter_figure(features: dict, labels: np.ndarray, subtitle: str = ""
     return fig
 
 
+def _layer_label(method: str, rows: list[dict]) -> str:
+    """The layer's name and how many seeds its points average (layers of one folder may have different counts)."""
+    n = len({r["seed"] for r in rows if r["method"] == method})
+    return f"{LAYER_NAMES[method]} ({n} seed{'s' if n > 1 else ''})"
+
+
 def map_vs_bits_figure(rows: list[dict], subtitle: str = ""):
     """Stable (solid) and tie-averaged (dashed) test mAP per layer against the code length, mean ± std over seeds."""
     from matplotlib import colormaps
@@ -99,26 +105,29 @@ def map_vs_bits_figure(rows: list[dict], subtitle: str = ""):
         if not any(r["method"] == method for r in rows):
             continue
         bits = sorted({r["bits"] for r in rows if r["method"] == method})
-        for key, style, what in (("mAP@all", "-", "stable"), ("mAP@all_tie_avg", "--", "tie-averaged")):
+        # distinct markers and a small sideways shift: with one code length the two would otherwise sit on one point
+        for key, style, marker, shift in (("mAP@all", "-", "o", 0.97), ("mAP@all_tie_avg", "--", "x", 1.03)):
             values = [[r[key] for r in rows if r["method"] == method and r["bits"] == b and key in r] for b in bits]
             shown = [(b, v) for b, v in zip(bits, values) if v]
             if not shown:
                 continue
             mean = np.array([np.mean(v) for _, v in shown])
             std = np.array([np.std(v) for _, v in shown])
-            xs = [b for b, _ in shown]
-            ax.errorbar(xs, mean, yerr=std if len(seeds) > 1 else None, linestyle=style, marker="o",
-                        color=colours[i], capsize=3, label=LAYER_NAMES[method] if key == "mAP@all" else None)
+            xs = [b * shift for b, _ in shown]
+            ax.errorbar(xs, mean, yerr=std if len(seeds) > 1 else None, linestyle=style, marker=marker,
+                        color=colours[i], capsize=3, label=_layer_label(method, rows) if key == "mAP@all" else None)
     ax.set_xscale("log", base=2)
     all_bits = sorted({r["bits"] for r in rows})
     ax.set_xticks(all_bits, [str(b) for b in all_bits])
+    ax.set_xlim(min(all_bits) / 1.25, max(all_bits) * 1.25)
     ax.set_xlabel("code length (bits)")
     ax.set_ylabel("test mAP over the whole database")
     ax.grid(alpha=0.3)
     from matplotlib.lines import Line2D
     layers = ax.legend(title="hash layer", fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.add_artist(layers)
-    ax.legend(handles=[Line2D([], [], color="0.3", linestyle="-"), Line2D([], [], color="0.3", linestyle="--")],
+    ax.legend(handles=[Line2D([], [], color="0.3", linestyle="-", marker="o"),
+                       Line2D([], [], color="0.3", linestyle="--", marker="x")],
               labels=["stable: ties ranked\nin database order", "tie-averaged: expected\nover tie orders (what the\n"
                       "official shuffled\nevaluation estimates)"],
               title="mAP", fontsize=8, title_fontsize=8, loc="lower left", bbox_to_anchor=(1.01, 0))
