@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
@@ -58,8 +59,13 @@ class SweepRunner:
         self.done = 0
 
     def say(self, text: str = "") -> None:
-        if self.writer:
+        if not self.writer:
+            return
+        if self.plan is None:
             print(text, flush=True)
+        else:  # a --parallel worker shares the terminal with the others: one write per line, never half a line
+            sys.stdout.flush()
+            os.write(sys.stdout.fileno(), (text + "\n").encode())
 
     def cli_args(self, cell: Cell) -> list[str]:
         return self.configs.cli_args(cell)
@@ -174,6 +180,7 @@ class SweepRunner:
         if self.writer:  # every run's config files exist before DDP's launcher starts the other ranks (they read them)
             for cell in cells:
                 self.cli_args(cell)
+        # how the runs are launched: here (below), --parallel workers on this machine; other launchers plug in here
         if slots:
             return self._main_parallel(cells, slots)
         self.decisions = Decisions(self.out, leader=self.writer)
