@@ -34,11 +34,11 @@ def gpu_slots(workers: int, per_run: int) -> list[Optional[str]]:
     return [",".join(ids[k * per_run:(k + 1) * per_run]) for k in range(workers)]
 
 
-def start_workers(argv: list[str], plan: SharedPlan, slots: list[Optional[str]]) -> list[subprocess.Popen]:
-    """``hashbench compare <argv>`` once per slot. Each in its own session: Ctrl-C reaches the leader only, which
-    stops every worker once (a second Ctrl-C in a worker would break its clean stop)."""
+def start_workers(argv: list[str], plan: SharedPlan, slots: list[Optional[str]], procs: list) -> None:
+    """``hashbench compare <argv>`` once per slot, appended to ``procs`` as each starts (so an interruption meanwhile
+    stops those already started). Each in its own session: Ctrl-C reaches the leader only, which stops every worker
+    once (a second Ctrl-C in a worker would break its clean stop)."""
     env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
-    procs = []
     for k, slot in enumerate(slots):
         worker_env = {**env, PLAN_ENV: str(plan.dir), WORKER_ENV: str(k),
                       TOKEN_ENV: f"{plan.dir.name}-w{k}"}  # its own DDP decisions, if its runs use DDP
@@ -46,7 +46,6 @@ def start_workers(argv: list[str], plan: SharedPlan, slots: list[Optional[str]])
             worker_env["CUDA_VISIBLE_DEVICES"] = slot
         procs.append(subprocess.Popen([sys.executable, "-m", "hashbench", "compare", *argv], env=worker_env,
                                       start_new_session=True))
-    return procs
 
 
 def wait_all(procs: list[subprocess.Popen]) -> None:

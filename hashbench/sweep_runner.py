@@ -233,7 +233,7 @@ class SweepRunner:
             self.say(f"{len(planned)} runs to train, {len(slots)} at a time ({where})")
             try:
                 with sweep_parallel.sigterm_as_ctrl_c():
-                    procs = sweep_parallel.start_workers(self.argv or [], plan, slots)
+                    sweep_parallel.start_workers(self.argv or [], plan, slots, procs)
                     sweep_parallel.wait_all(procs)
             except KeyboardInterrupt:
                 sweep_parallel.stop_workers(procs)
