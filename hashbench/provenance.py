@@ -1,6 +1,6 @@
 """Which code produced a result: one identity for sweep runs, results tables and run folders.
 
-A result's identity is its resolved config (``compare.config_hash``) plus the *code* that ran it. The code is
+A result's identity is its resolved config (``sweep_config_hash.config_hash``) plus the *code* that ran it. The code is
 identified by a hash of the suite's own source files (``lightning_modules``, ``datamodules``, ``callbacks``,
 ``hashbench``: the files that define behaviour), so any change to them, committed or not, is a new code version,
 while a commit that only touches docs or configs is not (configs are in the config hash). For people, the same

@@ -6,12 +6,16 @@
 * runs.csv, runs.json and summary.md are written under ``.results.lock`` and replaced atomically.
 * Under DDP the launching process (rank 0) decides, cell by cell, what happens (keep, train, skip); the other
   ranks follow its decisions (``.sweep/<token>/<n>.json``) instead of looking at locks held by their own rank 0.
+* ``--parallel N``: the leader writes the runs to train (``.sweep/<plan>/plan.json``) and starts N worker compares;
+  a worker takes a run by creating ``claims/<n>`` (exclusive create: one worker per run), then holds the run's lock
+  as above while it trains it, and leaves what the leader needs for the tables in ``worker-<k>.json``.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -22,6 +26,8 @@ from typing import Iterator
 from filelock import FileLock, Timeout
 
 TOKEN_ENV = "HASHBENCH_SWEEP_TOKEN"
+PLAN_ENV = "HASHBENCH_SWEEP_PLAN"  # set in the worker compares of ``--parallel``: the folder of their plan
+WORKER_ENV = "HASHBENCH_SWEEP_WORKER"  # which worker (0..N-1)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -150,3 +156,64 @@ class Decisions:
                     for f in old.iterdir():
                         f.unlink()
                     old.rmdir()
+
+
+class SharedPlan:
+    """The runs a ``--parallel`` compare trains, shared by its leader and its worker compares (one folder)."""
+
+    def __init__(self, folder: Path):
+        self.dir = Path(folder)
+
+    @classmethod
+    def create(cls, out: Path, items: list[dict]) -> "SharedPlan":
+        plan = cls(out / ".sweep" / f"parallel-{uuid.uuid4().hex[:12]}")
+        (plan.dir / "claims").mkdir(parents=True)
+        atomic_write_text(plan.dir / "plan.json", json.dumps({"leader": {"pid": os.getpid(),
+                                                                         "host": socket.gethostname()},
+                                                              "items": items}))
+        return plan
+
+    @classmethod
+    def from_env(cls) -> "SharedPlan | None":
+        """This process' plan when it is a worker compare, else None."""
+        folder = os.environ.get(PLAN_ENV)
+        return cls(Path(folder)) if folder else None
+
+    def items(self) -> list[dict]:
+        return json.loads((self.dir / "plan.json").read_text())["items"]
+
+    def claim(self, n: int) -> bool:
+        """Take run ``n`` for this worker; False when another worker has it or the leader is gone (a worker left
+        behind by a killed leader starts nothing new)."""
+        if not self._leader_alive():
+            return False
+        try:
+            os.close(os.open(self.dir / "claims" / str(n), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        return True
+
+    def _leader_alive(self) -> bool:
+        try:
+            pid = int(json.loads((self.dir / "plan.json").read_text())["leader"]["pid"])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except (OSError, ValueError, KeyError):
+            pass
+        return True
+
+    def report_path(self, worker: int) -> Path:
+        return self.dir / f"worker-{worker}.json"
+
+    def write_report(self, worker: int, report: dict) -> None:
+        atomic_write_text(self.report_path(worker), json.dumps(report, default=str))
+
+    def read_report(self, worker: int) -> dict:
+        try:
+            return json.loads(self.report_path(worker).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)

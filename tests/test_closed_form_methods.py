@@ -183,7 +183,7 @@ def test_fitted_method_reloads_from_its_checkpoint(cls, tmp_path):
 
 
 def test_selectable_in_compare_as_methods_and_as_baselines():
-    from hashbench.compare import parse
+    from hashbench.sweep_args import parse
     from tests.test_cli import EXP
     args, _ = parse(["--config", str(EXP / "demo_mnist.yaml"), "--methods", "pcah,spectral_hashing",
                      "--baselines", "hashing_baseline,lsh"])

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from hashbench import compare
+from hashbench import compare, sweep_runner
 from tests.data_fixtures import write_cifar
 from tests.test_cli import EXP, REPO
 
@@ -35,14 +35,14 @@ def _rows(out):
 
 def test_sweep_writes_tables_and_figures_with_baselines_and_keeps_going_after_a_failure(sweep, monkeypatch, capsys):
     run, out = sweep
-    real_run = compare.SweepRunner.run
+    real_run = sweep_runner.SweepRunner.run
 
     def flaky(self, cell, *args):
         if cell.method == "greedy" and cell.seed == 1:
             raise RuntimeError("simulated crash")
         return real_run(self, cell, *args)
 
-    monkeypatch.setattr(compare.SweepRunner, "run", flaky)
+    monkeypatch.setattr(sweep_runner.SweepRunner, "run", flaky)
     with pytest.raises(SystemExit) as exit_info:  # non-zero exit because one run failed
         run()
     assert exit_info.value.code == 1
@@ -84,21 +84,21 @@ def test_rerun_keeps_what_finished_skips_it_and_force_reruns(sweep, capsys):
 
 def test_ctrl_c_keeps_finished_rows_writes_the_summary_and_says_how_to_continue(sweep, monkeypatch, capsys):
     run, out = sweep
-    real_run = compare.SweepRunner.run
+    real_run = sweep_runner.SweepRunner.run
 
     def interrupted(self, cell, *args):
         if cell.method == "greedy":
             raise KeyboardInterrupt
         return real_run(self, cell, *args)
 
-    monkeypatch.setattr(compare.SweepRunner, "run", interrupted)
+    monkeypatch.setattr(sweep_runner.SweepRunner, "run", interrupted)
     with pytest.raises(SystemExit) as info:
         run("--baselines", "", methods="bihalf,greedy", seeds="1")
     assert info.value.code == 130
     printed = capsys.readouterr().out
     assert "interrupted after 1 of 2 runs" in printed and "Run the same command again to continue" in printed
     assert [r["method"] for r in _rows(out)] == ["bihalf"] and (out / "summary.md").is_file()
-    monkeypatch.setattr(compare.SweepRunner, "run", real_run)
+    monkeypatch.setattr(sweep_runner.SweepRunner, "run", real_run)
     run("--baselines", "", methods="bihalf,greedy", seeds="1")
     assert sorted(r["method"] for r in _rows(out)) == ["bihalf", "greedy"]
 

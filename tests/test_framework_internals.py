@@ -29,7 +29,6 @@ ADAPTER_NAMES = {"_prepare_subcommand_parser", "_parse_ckpt_path", "_actions", "
 KNOWN_REMAINING = {
     "callbacks/checkpoints.py": {"_should_skip_saving_checkpoint", "_save_checkpoint", "_last_global_step_saved",
                                  "_last_checkpoint_saved"},
-    "hashbench/compare.py": {"_experiment"},  # the W&B logger's run: being replaced in the compare split
 }
 # our own helpers whose names happen to equal a private framework name (not framework access)
 OUR_OWN_NAMES = {"_parser", "_results", "_get"}
