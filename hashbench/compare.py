@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="keep runs finished by other code (another commit or uncommitted changes) instead of rerunning "
                         "them; they are marked in runs.csv (other_code) and summary.md")
     p.add_argument("--verbose", action="store_true", help="show Lightning's own output (progress, tables, tips)")
+    from .launch_slurm import add_cluster_options  # --launcher slurm, --status: hashbench/launch_slurm.py
+    add_cluster_options(p)
     return p
 
 
@@ -291,6 +293,7 @@ class SweepRunner:
         """Fit + test one configuration in this process; its row (also written to ``run_dir/result.json``)."""
         from callbacks.feature_cache import FeatureCache
         from callbacks.retrieval import RetrievalEvaluation
+        from callbacks.run_progress import RunProgress
 
         from .lightning_cli import run_cli
 
@@ -306,6 +309,7 @@ class SweepRunner:
             evaluator.save_dir = str(run_dir / "retrieval")
             evaluator.examples = self.args.examples
             evaluator.print_results = False  # one line per run here, the table at the end
+            trainer.callbacks.append(RunProgress(cell.method, cell.bits, cell.seed, show=not self.args.verbose))
             if not self.args.verbose:
                 for cb in trainer.callbacks:  # the per-run line gives the time; no progress bars in a sweep
                     if isinstance(cb, FeatureCache):
@@ -597,4 +601,5 @@ def _quiet(verbose: bool):
 def main(argv: list[str]) -> list[dict]:
     args, overrides = parse(argv)
     with _quiet(args.verbose):
-        return SweepRunner(args, overrides).main()
+        from .launch_slurm import dispatch  # --status, --launcher slurm|local-submitit, one cell of a submitted job
+        return dispatch(args, overrides, argv, SweepRunner)
