@@ -130,7 +130,7 @@ class RunProgress(Callback):
         with contextlib.suppress(OSError):  # progress is a courtesy: a full disk must not stop the run here
             path.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomically(path, self.record)
-        if self.line is not None and state == "running":
+        if self.line is not None and state == "running" and (self.line.tty or epoch > self.first_epoch):
             self.line.update(f"  {run_label(self.record)}: {progress_text(self.record)}")
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -145,6 +145,10 @@ class RunProgress(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._write(trainer, "testing", trainer.current_epoch, self.record.get("loss"))
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        if self.record:  # tested after this fit: the run is done (its result is written next)
+            self._write(trainer, "finished", self.record["epoch"], self.record.get("loss"))
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         state = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
