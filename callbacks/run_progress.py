@@ -160,3 +160,64 @@ class RunProgress(Callback):
     def teardown(self, trainer, pl_module, stage: str) -> None:
         if self.line is not None:
             self.line.clear()
+
+
+class ProgressBoard:
+    """One line per running run when several train at once (parallel sweeps): fed from their progress.json files.
+
+    In a TTY the block of live lines is redrawn in place and a run's line collapses into its result line (printed
+    above the block, where it stays); not a TTY: a run's line is printed when its epoch changes, at most every
+    ``log_interval_s`` seconds per run, and its result line when it ends."""
+
+    def __init__(self, stream: Optional[TextIO] = None, log_interval_s: float = 60.0):
+        self.stream = stream or sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.log_interval_s = log_interval_s
+        self.lines: dict[str, str] = {}  # run → its live line, in start order
+        self.drawn = 0  # live lines on the screen now (TTY)
+        self.logged: dict[str, tuple[float, object]] = {}  # run → (when, epoch) last printed (not a TTY)
+
+    @staticmethod
+    def read(run_dir: Path) -> Optional[dict]:
+        try:
+            return json.loads((Path(run_dir) / PROGRESS_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def update(self, key: str, progress: dict) -> None:
+        text = f"  {run_label(progress)}: {progress_text(progress)}"
+        self.lines[key] = text
+        if self.tty:
+            self._redraw()
+            return
+        when, epoch = self.logged.get(key, (float("-inf"), None))
+        if progress.get("epoch") != epoch and time.monotonic() - when >= self.log_interval_s:
+            self.stream.write(text + "\n")
+            self.logged[key] = (time.monotonic(), progress.get("epoch"))
+        self.stream.flush()
+
+    def finish(self, key: str, result_line: str) -> None:
+        """The run ended: its live line gives way to ``result_line``."""
+        self.lines.pop(key, None)
+        self.logged.pop(key, None)
+        if self.tty:
+            self._erase()
+            self.stream.write(result_line + "\n")
+            self._redraw(erased=True)
+        else:
+            self.stream.write(result_line + "\n")
+            self.stream.flush()
+
+    def _erase(self) -> None:
+        if self.drawn:  # to the first live line, then clear to the end of the screen
+            self.stream.write(f"\x1b[{self.drawn}F\x1b[J")
+        self.drawn = 0
+
+    def _redraw(self, erased: bool = False) -> None:
+        if not erased:
+            self._erase()
+        width = _terminal_width()
+        for text in self.lines.values():
+            self.stream.write(text[: width - 1] + "\n")
+        self.drawn = len(self.lines)
+        self.stream.flush()

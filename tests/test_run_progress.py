@@ -3,7 +3,7 @@ line per running run that gives way to the result line."""
 import io
 import json
 
-from callbacks.run_progress import LiveLine, progress_text
+from callbacks.run_progress import LiveLine, ProgressBoard, progress_text
 from hashbench import compare
 from tests.data_fixtures import write_cifar
 from tests.test_cli import EXP
@@ -53,3 +53,31 @@ def test_in_a_log_the_line_is_printed_at_most_every_interval():
 def test_progress_text_says_epoch_loss_elapsed_and_eta():
     text = progress_text({"epoch": 3, "max_epochs": 50, "loss": 0.43214, "elapsed_s": 62, "eta_s": 910})
     assert text == "epoch 3/50, loss 0.4321, 1m02s, ETA 15m10s"
+
+
+def _p(seed, epoch):
+    return {"method": "dch", "bits": 16, "seed": seed, "epoch": epoch, "max_epochs": 4, "loss": 0.5, "elapsed_s": 10,
+            "eta_s": 30}
+
+
+def test_the_board_of_parallel_runs_redraws_one_line_per_run_and_collapses_a_finished_one_into_its_result():
+    term = _Terminal()
+    board = ProgressBoard(term)
+    board.update("a", _p(0, 1))
+    board.update("b", _p(1, 1))
+    board.finish("a", "[1/2] dch 16 bits seed 0: mAP@1000 0.5000")
+    a, b = f"  dch 16 bits seed 0: {progress_text(_p(0, 1))}\n", f"  dch 16 bits seed 1: {progress_text(_p(1, 1))}\n"
+    # draw a; go up 1 line, clear, draw a and b; go up 2, clear, the result line stays, b is redrawn below it
+    assert term.getvalue() == (a + "\x1b[1F\x1b[J" + a + b + "\x1b[2F\x1b[J" + "[1/2] dch 16 bits seed 0: mAP@1000 0.5000\n"
+                               + b)
+
+
+def test_the_board_in_a_log_prints_a_run_once_per_epoch_at_most_then_its_result():
+    log = io.StringIO()
+    board = ProgressBoard(log, log_interval_s=0)
+    board.update("a", _p(0, 1))
+    board.update("a", _p(0, 1))  # the same epoch again (polled twice): not printed again
+    board.update("a", _p(0, 2))
+    board.finish("a", "result a")
+    assert log.getvalue().splitlines() == [f"  dch 16 bits seed 0: {progress_text(_p(0, 1))}",
+                                           f"  dch 16 bits seed 0: {progress_text(_p(0, 2))}", "result a"]
