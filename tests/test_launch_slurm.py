@@ -111,3 +111,35 @@ def test_a_job_runs_the_users_command_minus_the_submission_options_restricted_to
                        "--bits", "16,32", "--slurm-partition", "gpu", "--trainer.max_epochs", "5"], cell)
     assert cmd[1:] == ["-m", "hashbench", "compare", "--config", "c.yaml", "--bits", "16,32",
                        "--trainer.max_epochs", "5", "--job-cell", "dch,32,2"]
+
+
+@pytest.mark.skipif(not _slurm_answers(), reason="no SLURM controller answers here (sbatch/sinfo)")
+def test_a_preempted_slurm_job_is_requeued_and_its_run_resumes_from_its_last_epoch(tmp_path):
+    """SLURM signals a job before preempting it or at its time limit (USR2, submitit's --signal); submitit requeues
+    the job and the requeued job's compare resumes the run folder's last.ckpt."""
+    write_cifar(str(tmp_path / "cifar"), train_per_class=15, test_per_class=12)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    done = subprocess.run(
+        [HASHBENCH, "compare", "--config", str(EXP / "data" / "cifar.yaml"), "--methods", "bihalf", "--baselines", "",
+         "--bits", "8", "--seeds", "1", "--name", "q", "--out", "results", "--examples", "0", "--data.root", "cifar",
+         *TINY, "--trainer.max_epochs", "150", "--launcher", "slurm", "--slurm-time", "15", "--slurm-cpus", "1"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (job,) = json.loads((tmp_path / "results" / "q" / "jobs.json").read_text())["jobs"]
+    run_dir = tmp_path / "results" / "q" / "runs" / job["run_dir"]
+    deadline = time.time() + 600
+    while True:  # preempt it once it trained a couple of epochs
+        try:
+            if json.loads((run_dir / "progress.json").read_text())["epoch"] >= 2:
+                break
+        except (OSError, ValueError):
+            pass
+        assert time.time() < deadline and not (run_dir / "result.json").exists()
+        time.sleep(0.3)
+    subprocess.run(["scancel", "--signal=USR2", job["job_id"]], check=True)
+    while not (run_dir / "result.json").is_file():
+        assert time.time() < deadline, Path(job["stderr"]).read_text()[-2000:]
+        time.sleep(2)
+    row = json.loads((run_dir / "result.json").read_text())
+    assert row["resumed_from"] == str(run_dir / "checkpoints" / "last.ckpt") and row["epochs"] == 150
+    assert Path(job["stdout"]).read_text().count("hashbench job: bihalf_8b_seed0") == 2  # started twice: requeued
