@@ -119,6 +119,8 @@ def cell_status(run_dir: Path, digest: str, cell, job: Optional[dict], queue: Op
         where = f"job {job['job_id']}" if job else f"pid {progress.get('pid')} on {progress.get('host')}"
         if js and js[0] == "failed":
             return "failed", f"at epoch {progress.get('epoch')}/{progress.get('max_epochs')}: {js[1]}"
+        if js and js[0] == "queued":  # requeued (preempted, time limit): it resumes from its last epoch
+            return "queued", f"requeued at epoch {progress.get('epoch')}/{progress.get('max_epochs')} ({js[1]})"
         if alive is False:
             return "stopped", (f"at epoch {progress.get('epoch')}/{progress.get('max_epochs')} ({where} is gone); the "
                                "same command resumes it from its last epoch")

@@ -11,7 +11,7 @@ from hashbench import compare
 from hashbench.launch_slurm import plan
 from tests.test_cli import EXP
 
-ARGS = ["--config", str(EXP / "data" / "cifar.yaml"), "--methods", "bihalf", "--baselines", "", "--bits", "8,16,32",
+ARGS = ["--config", str(EXP / "data" / "cifar.yaml"), "--methods", "bihalf", "--baselines", "", "--bits", "8,16,32,64",
         "--seeds", "2", "--name", "s", "--data.root", "cifar", "--trainer.max_epochs", "10"]
 
 
@@ -53,7 +53,10 @@ def test_status_shows_finished_running_queued_failed_stopped_and_not_started(tmp
                 "run_dir": dirs[bits, seed].name, "stdout": str(jobs_dir / f"41_{task}_0_log.out"),
                 "stderr": str(jobs_dir / f"41_{task}_0_log.err"), "result": str(jobs_dir / f"41_{task}_0_result.pkl"),
                 "host": "login1"}
-    (tmp_path / "results" / "s" / "jobs.json").write_text(json.dumps({"jobs": [job(0, 32, 0), job(1, 32, 1)]}))
+    # a job requeued after preemption: pending again, its progress.json from the killed attempt
+    (dirs[64, 0] / "progress.json").write_text(json.dumps({**progress, "bits": 64, "seed": 0, "pid": _dead_pid()}))
+    jobs = [job(0, 32, 0), job(1, 32, 1), job(2, 64, 0)]
+    (tmp_path / "results" / "s" / "jobs.json").write_text(json.dumps({"jobs": jobs}))
     bin_dir = tmp_path / "bin"  # squeue as SLURM prints it: pending array tasks as a range
     bin_dir.mkdir()
     (bin_dir / "squeue").write_text("#!/bin/sh\necho '41_[0,2-3] PENDING'\n")
@@ -64,7 +67,7 @@ def test_status_shows_finished_running_queued_failed_stopped_and_not_started(tmp
     printed = capsys.readouterr().out
     states = {(r["bits"], r["seed"]): r["state"] for r in rows}
     assert states == {(8, 0): "finished", (8, 1): "running", (16, 0): "running", (16, 1): "stopped",
-                      (32, 0): "queued", (32, 1): "failed"}, printed
+                      (32, 0): "queued", (32, 1): "failed", (64, 0): "queued", (64, 1): "not started"}, printed
     lines = {(int(ln.split()[1]), int(ln.split()[2])): ln for ln in printed.splitlines() if ln.startswith("  bihalf")}
     assert "mAP@1000 0.6123 (2m05s)" in lines[8, 0]
     assert f"epoch 3/10, loss 0.4321, 1m02s, ETA 2m25s (pid {os.getpid()} on {host}" in lines[8, 1]
@@ -72,12 +75,13 @@ def test_status_shows_finished_running_queued_failed_stopped_and_not_started(tmp
     assert "same command resumes it" in lines[16, 1]
     assert "job 41_0 PENDING" in lines[32, 0]
     assert "RuntimeError: CUDA out of memory; log " + str(jobs_dir / "41_1_0_log.err") in lines[32, 1]
-    assert "6 runs: 1 finished, 2 running, 1 queued, 1 failed, 1 stopped" in printed
+    assert "requeued at epoch 3/10 (job 41_2 PENDING)" in lines[64, 0]
+    assert "8 runs: 1 finished, 2 running, 2 queued, 1 failed, 1 stopped, 1 not started" in printed
     assert not (tmp_path / "results" / "s" / "runs.csv").exists()  # --status trains and writes nothing
 
 
 def test_status_of_a_grid_nothing_ran_for(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     rows = compare.main([*ARGS, "--out", str(tmp_path / "results"), "--status"])
-    assert {r["state"] for r in rows} == {"not started"} and len(rows) == 6
-    assert "6 runs: 6 not started" in capsys.readouterr().out
+    assert {r["state"] for r in rows} == {"not started"} and len(rows) == 8
+    assert "8 runs: 8 not started" in capsys.readouterr().out
