@@ -602,4 +602,4 @@ def main(argv: list[str]) -> list[dict]:
     args, overrides = parse(argv)
     with _quiet(args.verbose):
         from .launch_slurm import dispatch  # --status, --launcher slurm|local-submitit, one cell of a submitted job
-        return dispatch(args, overrides, argv, SweepRunner)
+        return dispatch(args, overrides, argv, SweepRunner, config_hash)

@@ -27,15 +27,14 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
 from .errors import ConfigError
 from .sweep_locks import atomic_write_text, results_lock
+from .sweep_status import JOBS_FILE, job_state, latest_jobs, plan, read_jobs, show_status
 
 LAUNCHERS = ("slurm", "local-submitit")
-JOBS_FILE = "jobs.json"
 JOBS_DIR = "jobs"
 #: the options that choose and shape the submission; a job's own command is the user's minus these
 _SUBMIT_OPTIONS = {"--launcher": 1, "--launcher-config": 1, "--slurm-partition": 1, "--slurm-time": 1,
@@ -66,36 +65,31 @@ def add_cluster_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--job-cell", default=None, help=argparse.SUPPRESS)  # method,bits,seed: the one run of a job
 
 
-def dispatch(args: argparse.Namespace, overrides: list[str], argv: list[str], runner_class):
-    """What ``hashbench compare`` does with these arguments: show the status, submit, run one job's cell, or sweep."""
+def dispatch(args: argparse.Namespace, overrides: list[str], argv: list[str], runner_class, config_hash):
+    """What ``hashbench compare`` does with these arguments: show the status, submit, run one job's cell, or sweep.
+    ``runner_class``/``config_hash``: compare's (handed over, so this module never imports compare)."""
     if args.status:
-        from .sweep_status import show_status
-        return show_status(args, overrides, runner_class)
+        return show_status(args, overrides, runner_class, config_hash)
     if args.job_cell:
         return run_job_cell(args, overrides, runner_class)
     if args.launcher:
-        return submit(args, overrides, argv, runner_class)
+        return submit(args, overrides, argv, runner_class, config_hash)
     return runner_class(args, overrides).main()
 
 
 # ------------------------------------------------------------------------------------------------ inside a job
-def parse_cell(text: str):
-    from .compare import Cell
-    try:
-        method, bits, seed = text.split(",")
-        return Cell(method, int(bits), int(seed))
-    except ValueError:
-        raise ConfigError(f"--job-cell {text!r}: expected method,bits,seed (set by --launcher, not by hand)") from None
-
-
 def run_job_cell(args, overrides, runner_class):
     """The cell of one submitted job, through compare's own path (lock, resume, result.json); no tables: the
     command that submitted the jobs writes them once they all finished."""
-    cell = parse_cell(args.job_cell)
+    wanted = args.job_cell
 
     class OneCell(runner_class):
         def grid(self):
-            return [cell]
+            cells = [c for c in super().grid() if f"{c.method},{c.bits},{c.seed}" == wanted]
+            if not cells:
+                raise ConfigError(f"--job-cell {wanted!r} is not a run of this command's grid (it is set by --launcher "
+                                  "to method,bits,seed of one run, not by hand)")
+            return cells
 
         def write_report(self, failed):
             return failed
@@ -196,41 +190,14 @@ def make_executor(args, folder: Path):
     return executor, params
 
 
-def read_jobs(out: Path) -> list[dict]:
-    try:
-        return list(json.loads((out / JOBS_FILE).read_text()).get("jobs", []))
-    except (OSError, ValueError, AttributeError):
-        return []
-
-
-def latest_jobs(jobs: list[dict]) -> dict[str, dict]:
-    """The newest job of every run folder."""
-    latest: dict[str, dict] = {}
-    for job in jobs:
-        latest[job["run_dir"]] = job
-    return latest
-
-
 def _add_jobs(out: Path, new: list[dict]) -> None:
     with results_lock(out):
         jobs = read_jobs(out) + new
         atomic_write_text(out / JOBS_FILE, json.dumps({"jobs": jobs}, indent=1))
 
 
-def plan(runner, cells) -> list[dict]:
-    """Every cell with its run folder (config hash + code, as the job's compare names it)."""
-    from .compare import config_hash
-    planned = []
-    for cell in cells:
-        digest = config_hash(runner.cli_args(cell))
-        planned.append({"cell": cell, "run_dir": runner.run_dir(cell, digest)})
-    return planned
-
-
-def submit(args, overrides, argv, runner_class):
+def submit(args, overrides, argv, runner_class, config_hash):
     """Submit the unfinished runs (or collect them when all finished)."""
-    from .sweep_status import job_state
-
     if args.force:
         raise ConfigError("--force with --launcher: the command that collects the results is this one again, so it "
                           "would submit every run again; delete the run folders to retrain (results/<name>/runs/...), "
@@ -240,7 +207,7 @@ def submit(args, overrides, argv, runner_class):
     cells = runner.grid()
     latest = latest_jobs(read_jobs(runner.out))
     todo, waiting, resubmitted, finished = [], [], {}, 0
-    for item in plan(runner, cells):
+    for item in plan(runner, cells, config_hash):
         run_dir = item["run_dir"]
         job = latest.get(run_dir.name)
         state = job_state(job) if job else None
@@ -299,16 +266,3 @@ def _rel(path: str) -> str:
         return str(Path(path).relative_to(Path.cwd()))
     except ValueError:
         return path
-
-
-def alive_pid(host: Optional[str], pid) -> Optional[bool]:
-    """Whether a process lives (None: on another host, cannot tell from here)."""
-    if host and host != socket.gethostname():
-        return None
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (OSError, ValueError, TypeError):
-        return True
-    return True

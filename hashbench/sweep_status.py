@@ -15,7 +15,9 @@ other machines sharing the folder, and SLURM jobs.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -23,9 +25,45 @@ from typing import Optional
 
 from callbacks.run_progress import PROGRESS_FILE, duration, progress_text
 
-from .launch_slurm import alive_pid, latest_jobs, plan, read_jobs
-
+JOBS_FILE = "jobs.json"
 STATES = ("finished", "running", "queued", "failed", "stopped", "not started")
+
+
+def read_jobs(out: Path) -> list[dict]:
+    try:
+        return list(json.loads((out / JOBS_FILE).read_text()).get("jobs", []))
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def latest_jobs(jobs: list[dict]) -> dict[str, dict]:
+    """The newest job of every run folder."""
+    latest: dict[str, dict] = {}
+    for job in jobs:
+        latest[job["run_dir"]] = job
+    return latest
+
+
+def plan(runner, cells, config_hash) -> list[dict]:
+    """Every cell with its run folder (config hash + code, as compare names it; ``config_hash``: compare's)."""
+    planned = []
+    for cell in cells:
+        digest = config_hash(runner.cli_args(cell))
+        planned.append({"cell": cell, "run_dir": runner.run_dir(cell, digest)})
+    return planned
+
+
+def alive_pid(host: Optional[str], pid) -> Optional[bool]:
+    """Whether a process lives (None: on another host, cannot tell from here)."""
+    if host and host != socket.gethostname():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError, TypeError):
+        return True
+    return True
 
 
 def _read_json(path: Path) -> Optional[dict]:
@@ -143,7 +181,7 @@ def cell_status(run_dir: Path, digest: str, cell, job: Optional[dict], queue: Op
     return "not started", ""
 
 
-def status_rows(runner) -> list[dict]:
+def status_rows(runner, config_hash) -> list[dict]:
     """One dict per cell of the runner's grid: method, bits, seed, state, detail, run_dir."""
     jobs = latest_jobs(read_jobs(runner.out))
     slurm_ids = [j["job_id"] for j in jobs.values() if j.get("launcher") == "slurm"]
@@ -155,7 +193,7 @@ def status_rows(runner) -> list[dict]:
     failed_rows = {(r.get("method"), int(r.get("bits", 0)), int(r.get("seed", 0)), r.get("config_hash")): r
                    for r in recorded if isinstance(r, dict) and r.get("status") == "failed"}
     rows = []
-    for item in plan(runner, runner.grid()):
+    for item in plan(runner, runner.grid(), config_hash):
         cell, run_dir = item["cell"], item["run_dir"]
         digest = run_dir.name[len(cell.label) + 1:].split("-")[0]
         state, detail = cell_status(run_dir, digest, cell, jobs.get(run_dir.name), queue, failed_rows)
@@ -172,9 +210,9 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def show_status(args, overrides, runner_class) -> list[dict]:
+def show_status(args, overrides, runner_class, config_hash) -> list[dict]:
     runner = runner_class(args, overrides)
-    rows = status_rows(runner)
+    rows = status_rows(runner, config_hash)
     counts = {s: sum(r["state"] == s for r in rows) for s in STATES}
     said = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     print(f"{runner.shown}/: {len(rows)} runs: {said}", flush=True)

@@ -8,7 +8,7 @@ import sys
 import time
 
 from hashbench import compare
-from hashbench.launch_slurm import plan
+from hashbench.sweep_status import plan
 from tests.test_cli import EXP
 
 ARGS = ["--config", str(EXP / "data" / "cifar.yaml"), "--methods", "bihalf", "--baselines", "", "--bits", "8,16,32,64",
@@ -26,7 +26,7 @@ def test_status_shows_finished_running_queued_failed_stopped_and_not_started(tmp
     argv = [*ARGS, "--out", str(tmp_path / "results")]
     args, overrides = compare.parse(argv)
     runner = compare.SweepRunner(args, overrides)
-    dirs = {(it["cell"].bits, it["cell"].seed): it["run_dir"] for it in plan(runner, runner.grid())}
+    dirs = {(it["cell"].bits, it["cell"].seed): it["run_dir"] for it in plan(runner, runner.grid(), compare.config_hash)}
     for d in dirs.values():
         d.mkdir(parents=True)
     host, now = socket.gethostname(), time.time()
