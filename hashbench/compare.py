@@ -24,12 +24,20 @@ The parts: options ``sweep_args``, run identity ``sweep_config_hash``, per-metho
 """
 from __future__ import annotations
 
+from .launch_slurm import dispatch
 from .sweep_args import parse
+from .sweep_config_hash import config_hash
 from .sweep_run import quiet
 from .sweep_runner import SweepRunner
 
 
 def main(argv: list[str]) -> list[dict]:
     args, overrides = parse(argv, description=__doc__)
-    with quiet(args.verbose):
-        return SweepRunner(args, overrides, argv=list(argv)).main()
+    typed = list(argv)
+
+    class Runner(SweepRunner):  # carries the command as typed: --parallel workers and submitted jobs rerun it
+        def __init__(self, args, overrides):
+            super().__init__(args, overrides, argv=typed)
+
+    with quiet(args.verbose):  # --status, --launcher slurm|local-submitit, one submitted cell, or the sweep here
+        return dispatch(args, overrides, typed, Runner, config_hash)

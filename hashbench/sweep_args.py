@@ -57,6 +57,8 @@ def _add_launch_options(p: argparse.ArgumentParser) -> None:
                              "of the same sweep run one at a time")
     launch.add_argument("--gpus-per-run", default="1", metavar="G",
                         help="with --parallel: GPUs given to each run (--parallel 4 --gpus-per-run 2 uses 8 GPUs)")
+    from .launch_slurm import add_cluster_options  # --launcher slurm|local-submitit, --status
+    add_cluster_options(p)
 
 
 def _positive(text: str, option: str, example: str) -> int:

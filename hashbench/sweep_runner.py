@@ -167,11 +167,18 @@ class SweepRunner:
             return row
 
     # -- the sweep ----------------------------------------------------------------------------------------
+    def grid(self) -> list[Cell]:
+        """The runs of this command, in order (a submitted job narrows it to its one cell)."""
+        return grid(self.args)
+
+    def run_dir(self, cell: Cell, digest: str) -> Path:
+        return self.results.run_dir(cell, digest)
+
     def main(self) -> list[dict]:
         if self.plan is not None:
             return self._main_worker()
         a = self.args
-        cells = grid(a)
+        cells = self.grid()
         slots = sweep_parallel.gpu_slots(a.parallel, a.gpus_per_run) if a.parallel > 1 else []
         baselines = f" + baselines {', '.join(a.baseline_names)}" if a.baseline_names else ""
         trained = [m for m in a.methods if m not in a.baseline_names]
