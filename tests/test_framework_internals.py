@@ -27,8 +27,6 @@ FRAMEWORK_CLASSES = (LightningCLI, SaveConfigCallback, LightningModule, Lightnin
 ADAPTER_NAMES = {"_prepare_subcommand_parser", "_parse_ckpt_path", "_actions", "_action_groups", "_group_actions"}
 # known accesses outside the adapter not yet replaced (issue #17, open): file -> names. Shrink this, never grow it.
 KNOWN_REMAINING = {
-    "callbacks/checkpoints.py": {"_should_skip_saving_checkpoint", "_save_checkpoint", "_last_global_step_saved",
-                                 "_last_checkpoint_saved"},
     "hashbench/compare.py": {"_experiment"},  # the W&B logger's run: being replaced in the compare split
 }
 # our own helpers whose names happen to equal a private framework name (not framework access)
