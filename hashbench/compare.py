@@ -43,7 +43,7 @@ from .config_files import resolve as resolve_config
 from .env_scope import restored_env
 from .errors import ConfigError
 from .provenance import code_version, row_code_text
-from .runs import LAST, checkpoint_dir, is_global_zero
+from .runs import is_global_zero, newest_checkpoint
 from .sweep_locks import Decisions, RunLock, atomic_write_text, results_lock
 
 DEFAULT_BASELINES = ("lsh", "itq")
@@ -310,8 +310,8 @@ class SweepRunner:
                 for cb in trainer.callbacks:  # the per-run line gives the time; no progress bars in a sweep
                     if isinstance(cb, FeatureCache):
                         cb.progress = False
-            last = checkpoint_dir(run_dir) / LAST
-            resume = str(last) if last.is_file() else None
+            newest = newest_checkpoint(run_dir)  # last.ckpt, or a SLURM requeue checkpoint that got further
+            resume = str(newest) if newest is not None else None
             t0 = time.perf_counter()
             try:
                 _interruptible(trainer, lambda: trainer.fit(model, datamodule=dm, ckpt_path=resume))
