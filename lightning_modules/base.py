@@ -211,8 +211,9 @@ class HashModule(L.LightningModule):
             raise BackboneMismatchError(
                 f"the checkpoint was trained on {was}, but the backbone weights available now are "
                 f"{current['name']} from {current['weights_file']} (sha256 {current['weights_sha256'][:16]}…), so its "
-                "trained layers would run on other features. Put the original weights file back (or pass "
-                "--model.weights_path to it), or use a checkpoint trained on these weights")
+                f"trained layers would run on other features. Put the original weights file (sha256 "
+                f"{saved['weights_sha256'][:16]}…) back at {current['weights_file']}, or use a checkpoint trained on "
+                "these weights")
 
     # ---- batches --------------------------------------------------------------------------------
     def split_batch(self, batch) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
