@@ -83,7 +83,10 @@ class Backbone(nn.Module):
         if not self.frozen or self.weights_file is None or any(p.requires_grad for p in self.parameters()):
             return None
         if self._weights_sha256 is None:  # once per process: VGG16's file is 528 MB
-            self._weights_sha256 = _sha256(self.weights_file)
+            try:
+                self._weights_sha256 = _sha256(self.weights_file)
+            except OSError:  # the file went away since it was loaded: keep the weights in the checkpoint
+                return None
         return {"name": self.name, "weights_file": str(self.weights_file), "weights_sha256": self._weights_sha256}
 
     @property

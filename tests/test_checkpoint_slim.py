@@ -102,6 +102,8 @@ def _final(cli) -> dict:
 
 
 def test_slim_checkpoint_resumes_like_the_uninterrupted_run_and_encodes_like_a_full_one(work, monkeypatch):
+    """fit killed in epoch 1 → --ckpt_path last → the uninterrupted run's numbers; encode of the slim checkpoint =
+    encode of the same state written with the backbone inside (the old format, which still loads); search works."""
     base, args, weights = work
     monkeypatch.chdir(base)
     whole = _final(run_cli(["fit", *args, *EPOCHS, "--run_name", "whole"]))
@@ -129,6 +131,13 @@ def test_slim_checkpoint_resumes_like_the_uninterrupted_run_and_encodes_like_a_f
         assert out.returncode == 0, out.stderr[-3000:]
         codes[name] = load_codes(base / f"codes-{name}")
     assert len(codes["slim"]) > 0 and np.array_equal(codes["slim"].packed, codes["full"].packed)
+
+    # search loads the model that made the index from the slim checkpoint named in its meta.json
+    from PIL import Image
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(base / "query.png")
+    found = console("hashbench", "search", "--index", base / "codes-slim", "--query", base / "query.png", "-k", "3",
+                    "--trainer.accelerator", "cpu", cwd=base)
+    assert found.returncode == 0 and "Traceback" not in found.stderr, found.stderr[-3000:]
 
 
 def test_test_with_other_backbone_weights_is_one_error_line(work, tmp_path):
