@@ -156,3 +156,19 @@ def test_test_with_other_backbone_weights_is_one_error_line(work, tmp_path):
     assert err.count("hashbench: error:") == 1 and "Traceback" not in err, err[-3000:]
     line = err[err.index("hashbench: error:"):]
     assert "sha256" in line and str(own) in line and "Put the original weights file" in line, line
+
+
+def test_every_methods_on_load_checkpoint_calls_the_base_first():
+    """A method that overrides on_load_checkpoint without super() would load a slim checkpoint without its backbone."""
+    import ast
+    missing = []
+    for path in sorted((REPO / "lightning_modules").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name in ("on_load_checkpoint", "on_save_checkpoint") \
+                    and path.name != "base.py":
+                calls = [c for c in ast.walk(node) if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)
+                         and c.func.attr == node.name and isinstance(c.func.value, ast.Call)
+                         and getattr(c.func.value.func, "id", None) == "super"]
+                if not calls:
+                    missing.append(f"{path.name}:{node.lineno} {node.name}")
+    assert not missing, f"call super().<hook>(checkpoint) in: {missing}"
