@@ -1,55 +1,58 @@
 """``last.ckpt`` at the end of every training epoch, written atomically, whatever the validation schedule.
 
 Lightning's ``ModelCheckpoint(save_last=True)`` with a monitor saves only when validation runs (every 20 epochs in
-the CIBHash configs), so a run killed in epoch 39 lost 19 epochs; and it writes the file in place, so a run killed
-while saving left a truncated ``last.ckpt``. This one saves after every training epoch into ``last.ckpt.partial``
-and renames it (atomic on POSIX), so ``last.ckpt`` is always a complete checkpoint of a finished epoch. Under the
-CLI the trainer's checkpoint plugin writes every checkpoint that way itself (with a checksum file next to it), and
-this callback hands it the final path.
+the CIBHash configs), so a run killed in epoch 39 lost 19 epochs; and it skips a save when no optimiser step was
+taken since the last one, so closed-form methods (LSH, ITQ, PCAH, SH: ``global_step`` stays 0) would never get a
+``last.ckpt``. This callback is not a ``ModelCheckpoint``: it subclasses Lightning's public ``Checkpoint`` base (so
+Lightning runs it after the module's own ``on_train_epoch_end``, where closed-form methods fit, and after every other
+callback) and calls the public ``trainer.save_checkpoint`` once per finished epoch. Under the CLI the trainer's
+checkpoint plugin (``hashbench/checkpoint_io.py``) writes every checkpoint atomically with a checksum file; without
+it (a trainer built by hand) this callback writes ``last.ckpt.partial`` and renames it (atomic on POSIX).
 """
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Optional
-from weakref import proxy
 
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.trainer.states import TrainerFn
+
+LAST = "last.ckpt"
 
 
-class LastCheckpoint(ModelCheckpoint):
+class LastCheckpoint(Checkpoint):
     """``<dirpath>/last.ckpt`` after every training epoch (what ``--ckpt_path last`` resumes)."""
 
     def __init__(self, dirpath: Optional[str] = None):
-        super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, save_last=False,
-                         every_n_epochs=1, save_on_train_epoch_end=True, enable_version_counter=False)
+        self.dirpath = dirpath
 
     @property
     def state_key(self) -> str:
         return "LastCheckpoint"
 
-    def _should_skip_saving_checkpoint(self, trainer) -> bool:
-        """Once per finished epoch — also for methods that take no optimiser step (LSH, ITQ fit in closed form, so
-        Lightning's "nothing new since the last saved step" test would never save them)."""
-        from lightning.pytorch.trainer.states import TrainerFn
-        return (bool(trainer.fast_dev_run) or trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking
-                or self._last_epoch_saved == trainer.current_epoch)
+    @property
+    def last_model_path(self) -> str:
+        """Where the last checkpoint was written ('' before the first)."""
+        return self._written
 
-    def _save_checkpoint(self, trainer, filepath: str) -> None:
-        self._save_atomically(trainer, filepath)
-        self._last_epoch_saved = trainer.current_epoch
+    _written = ""
 
-    _last_epoch_saved = -1
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.dirpath is None:  # like ModelCheckpoint: <default_root_dir>/checkpoints
+            self.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
 
-    def _save_atomically(self, trainer, filepath: str) -> None:
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.fast_dev_run or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        self.save(trainer, os.path.join(self.dirpath, LAST))
+
+    def save(self, trainer, filepath: str) -> None:
         if getattr(trainer.strategy.checkpoint_io, "writes_atomically", False):
-            trainer.save_checkpoint(filepath, self.save_weights_only)  # the plugin renames (and checksums) itself
+            trainer.save_checkpoint(filepath)  # the plugin renames (and checksums) itself
         else:
             partial = filepath + ".partial"
-            trainer.save_checkpoint(partial, self.save_weights_only)  # every rank takes part; rank 0 writes
+            trainer.save_checkpoint(partial)  # every rank takes part; rank 0 writes
             if trainer.is_global_zero:
                 os.replace(partial, filepath)
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
-        if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.after_save_checkpoint(proxy(self))
+        self._written = filepath

@@ -22,7 +22,7 @@ from typing import Iterator, Optional
 USER_ERRORS = (("datamodules.errors", "DatasetNotFoundError"), ("datamodules.errors", "DatasetFormatError"),
                ("datamodules.errors", "ProtocolSizeError"), ("datamodules.protocols", "SplitFileMismatchError"),
                ("hashbench.runs", "RunError"), ("hashbench.codes", "CodesFormatError"),
-               ("hashcore.cache_storage", "CacheStorageError"))
+               ("hashcore.cache_storage", "CacheStorageError"), ("lightning_modules.backbones", "BackboneMismatchError"))
 RUN_FAILURES = (("lightning_modules.base", "NonFiniteLossError"),)
 
 

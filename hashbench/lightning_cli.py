@@ -46,7 +46,7 @@ from .ddp_launch import watch_launch
 from .progress_bar import default_progress_bar
 from .runs import (DEFAULT_ROOT, RunError, RunIdentity, check_checkpoint_file, check_checkpoint_matches,
                    check_writable, checkpoint_dir, find_checkpoint, has_checkpoints, is_global_zero, run_dir,
-                   wandb_run_id)
+                   slurm_requeued, wandb_run_id)
 
 discover()
 datamodules.discover()
@@ -202,6 +202,8 @@ class HashbenchCLI(SubcommandHooks, LightningCLI):
         ckpt = cfg.get("ckpt_path")
         if ckpt in ("last", "best"):
             ckpt = cfg.ckpt_path = str(find_checkpoint(self.run, ckpt))
+        elif not ckpt and self.config.get("subcommand") == "fit" and slurm_requeued() and has_checkpoints(self.run):
+            ckpt = cfg.ckpt_path = str(find_checkpoint(self.run, "last"))  # the same command, requeued by SLURM
         if ckpt:
             # checksum, data only, and the model the config builds: before LightningCLI reads its hyper-parameters
             check_checkpoint_file(ckpt)

@@ -6,6 +6,8 @@ lives in ``<root>/<name>/`` (root: ``trainer.default_root_dir`` if given, else `
     checkpoints/last.ckpt      written at the end of every epoch (atomically), what ``--ckpt_path last`` resumes
     checkpoints/best-*.ckpt    the selected checkpoint, when the config selects on a validation split
     checkpoints/*.ckpt.sha256  the checksum written with each checkpoint, verified before it is loaded
+    hpc_ckpt_N.ckpt            Lightning's SLURM auto-requeue checkpoint (written on the requeue signal, mid-epoch);
+                               ``--ckpt_path last`` resumes it when it got further than last.ckpt
     csv/version_N/metrics.csv  the logged metrics, whatever other logger the config has (W&B disabled or offline)
     wandb/                     W&B's files; W&B resumes the same run id (``wandb_id``)
     config.yaml                the resolved configuration of the latest start
@@ -18,6 +20,7 @@ import importlib
 import os
 import re
 import secrets
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,8 @@ from typing import Optional
 
 DEFAULT_ROOT = "runs"
 LAST = "last.ckpt"
+#: what Lightning's SLURM auto-requeue writes into trainer.default_root_dir (= the run folder under the CLI)
+HPC_CHECKPOINTS = "hpc_ckpt_*.ckpt"
 
 
 class RunError(ValueError):
@@ -95,13 +100,56 @@ def checkpoint_dir(run: Path) -> Path:
     return run / "checkpoints"
 
 
+def checkpoint_progress(path: Path) -> Optional[tuple]:
+    """How far training had got when ``path`` was written — (global_step, epoch) as saved in it — or None if it cannot
+    be read (a damaged file; the checksum check names it if it is chosen anyway). mmap: the weights are not read."""
+    import torch
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(ckpt.get("global_step", 0)), int(ckpt.get("epoch", 0))
+    except Exception:  # unreadable for any reason: it just cannot win
+        return None
+
+
+def resume_candidates(run: Path) -> list[Path]:
+    """The checkpoints a resume may continue from: ``checkpoints/last.ckpt`` (every epoch end) and Lightning's
+    ``hpc_ckpt_N.ckpt`` (SLURM requeue signal) in the run folder."""
+    last = checkpoint_dir(run) / LAST
+    return ([last] if last.is_file() else []) + sorted(run.glob(HPC_CHECKPOINTS))
+
+
+def newest_checkpoint(run: Path) -> Optional[Path]:
+    """The candidate that got furthest: by the saved (global_step, epoch) — closed-form methods take no step, so the
+    epoch decides — and the file's time only between equals; None when the run has none."""
+    found = resume_candidates(run)
+    if not found:
+        return None
+    progress = {p: checkpoint_progress(p) for p in found}
+    readable = [p for p in found if progress[p] is not None] or found
+    best = max(readable, key=lambda p: (*(progress[p] or (-1, -1)), p.stat().st_mtime))
+    if best.name != LAST and len(found) > 1 and is_global_zero():
+        others = ", ".join(f"{p.name} (step {progress[p][0]}, epoch {progress[p][1]})" if progress[p] else
+                           f"{p.name} (unreadable)" for p in found if p != best)
+        print(f"hashbench: note: resuming {run.name} from {best.name} (step {progress[best][0]}, epoch "
+              f"{progress[best][1]}), written when SLURM requeued the job, newer than {others}", file=sys.stderr)
+    return best
+
+
+def slurm_requeued() -> bool:
+    """This process is a SLURM job started again after a requeue (preemption, time limit, Lightning's auto-requeue):
+    the same command line, so a ``fit`` without ``--ckpt_path`` continues its run instead of refusing it."""
+    return (os.environ.get("SLURM_RESTART_COUNT") or "0").strip() not in ("", "0")
+
+
 def find_checkpoint(run: Path, which: str) -> Path:
-    """``last`` / ``best`` of a run directory; a clear error when the run has none."""
+    """``last`` (the newest of last.ckpt and a SLURM requeue checkpoint) / ``best`` of a run directory; a clear error
+    when the run has none."""
     ckpts = checkpoint_dir(run)
     if which == "last":
-        path = ckpts / LAST
-        if path.is_file():
+        path = newest_checkpoint(run)
+        if path is not None:
             return path
+        path = ckpts / LAST
         raise RunError(f"--ckpt_path last: run {run.name!r} has no checkpoint to resume ({path} does not exist). "
                        "A checkpoint is written at the end of every epoch; start the run without --ckpt_path, or name "
                        f"the run to resume with --run_name (runs under {run.parent}: "
@@ -165,7 +213,7 @@ def check_checkpoint_matches(ckpt: dict, cfg, path) -> None:
 
 
 def has_checkpoints(run: Path) -> bool:
-    return any(checkpoint_dir(run).glob("*.ckpt"))
+    return any(checkpoint_dir(run).glob("*.ckpt")) or any(run.glob(HPC_CHECKPOINTS))
 
 
 def check_writable(folder: Path) -> None:

@@ -51,6 +51,7 @@ def load_index_model(index: Codes, ckpt_path: Optional[str], overrides: list[str
     model = cli.model
     checkpoint = read_checkpoint(ckpt)  # checksum, then data only: a crafted pickle named by meta.json runs nothing
     check_checkpoint_matches(checkpoint, cli.config, ckpt)
+    model.on_load_checkpoint(checkpoint)  # a frozen backbone stored by identity: its weights, or a clear refusal
     model.load_state_dict(checkpoint["state_dict"])
     model.to(cli.trainer.strategy.root_device).eval()
     return model, eval_transform(cli.datamodule), cli.trainer

@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 
 from . import comparison
 from .env_scope import restored_env
-from .runs import LAST, checkpoint_dir
+from .runs import newest_checkpoint
 from .sweep_grid import Cell
 
 
@@ -53,8 +53,8 @@ def fit_and_test(cell: Cell, cell_args: list[str], run_dir: Path, digest: str, *
             for cb in trainer.callbacks:  # the per-run line gives the time; no progress bars in a sweep
                 if isinstance(cb, FeatureCache):
                     cb.progress = False
-        last = checkpoint_dir(run_dir) / LAST
-        resume = str(last) if last.is_file() else None
+        newest = newest_checkpoint(run_dir)  # last.ckpt, or a SLURM requeue checkpoint that got further
+        resume = str(newest) if newest is not None else None
         t0 = time.perf_counter()
         try:
             _interruptible(trainer, lambda: trainer.fit(model, datamodule=dm, ckpt_path=resume))

@@ -62,6 +62,7 @@ class ADSH(HashModule):
 
     # ---- state: sized from the checkpoint or the train split ------------------------------------------------
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)  # the frozen backbone's weights, when stored by identity
         state = checkpoint.get("state_dict", {})
         for name in ("V", "U", "Y", "sample"):
             if name in state:

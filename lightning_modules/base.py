@@ -14,10 +14,14 @@ import lightning as L
 import torch
 from torch import nn
 
-from .backbones import build_backbone
+from .backbones import BackboneMismatchError, build_backbone
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
               "rmsprop": torch.optim.RMSprop}
+
+
+#: checkpoint key of a frozen backbone stored by identity instead of weights (see HashModule.on_save_checkpoint)
+FROZEN_BACKBONE = "frozen_backbone"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -164,6 +168,52 @@ class HashModule(L.LightningModule):
     def use_cached_inputs(self, cached: bool) -> None:
         """From now on the inputs are rows of :meth:`cacheable_encoder` (True) or images (False)."""
         self.backbone.inputs_cached = bool(cached)
+
+    # ---- checkpoints: a frozen backbone is stored by identity, rebuilt from its weights file on load -----------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Leave out the frozen backbone's weights (VGG16: 0.5 GB of every checkpoint of a 36-run sweep) when its
+        weights file rebuilds it exactly; record which file (name, path, sha256) instead."""
+        identity = self.backbone.identity()
+        if identity is None:
+            return
+        state = checkpoint["state_dict"]
+        dropped = [k for k in state if k.startswith("backbone.")]
+        for key in dropped:
+            del state[key]
+        checkpoint[FROZEN_BACKBONE] = {**identity, "entries": len(dropped)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Put the frozen backbone's weights back (from the backbone this model built from the same file) before
+        Lightning loads the state dict; a checkpoint written with other backbone weights is refused. Checkpoints
+        that hold the backbone (trained, random init, or written before this) load unchanged. Subclasses that
+        override this call ``super().on_load_checkpoint(checkpoint)`` first."""
+        saved = checkpoint.get(FROZEN_BACKBONE)
+        if saved is None:
+            return
+        self.check_backbone_identity(saved)
+        own = self.backbone.state_dict()
+        checkpoint["state_dict"].update({f"backbone.{k}": v for k, v in own.items()})
+        del checkpoint[FROZEN_BACKBONE]  # it now holds the weights: loading it twice is a plain load
+
+    def check_backbone_identity(self, saved: dict) -> None:
+        """Raise :class:`BackboneMismatchError` unless this model's backbone is the one ``saved`` identifies."""
+        current = self.backbone.identity()
+        was = (f"a frozen {saved['name']} loaded from {saved['weights_file']} (sha256 {saved['weights_sha256'][:16]}…)")
+        if current is None:
+            now = ("trained" if not self.backbone.frozen else "randomly initialised (no weights file)"
+                   if self.backbone.weights_file is None else "not frozen")
+            raise BackboneMismatchError(
+                f"the checkpoint stores only the identity of its backbone, {was}, and rebuilds it from that file, but "
+                f"this model's {self.backbone.name} backbone is {now}. Build the backbone as the run did "
+                f"(--model.backbone {saved['name']} --model.freeze true, with --model.pretrained true or "
+                f"--model.weights_path {saved['weights_file']})")
+        if current["name"] != saved["name"] or current["weights_sha256"] != saved["weights_sha256"]:
+            raise BackboneMismatchError(
+                f"the checkpoint was trained on {was}, but the backbone weights available now are "
+                f"{current['name']} from {current['weights_file']} (sha256 {current['weights_sha256'][:16]}…), so its "
+                f"trained layers would run on other features. Put the original weights file (sha256 "
+                f"{saved['weights_sha256'][:16]}…) back at {current['weights_file']}, or use a checkpoint trained on "
+                "these weights")
 
     # ---- batches --------------------------------------------------------------------------------
     def split_batch(self, batch) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:

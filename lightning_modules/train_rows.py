@@ -23,6 +23,7 @@ class TrainRows:
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Size U, B and Y as the checkpoint's, so that loading the state dict restores them."""
+        super().on_load_checkpoint(checkpoint)  # the frozen backbone's weights, when stored by identity
         state = checkpoint.get("state_dict", {})
         for name in ("U", "B", "Y"):
             if name in state:

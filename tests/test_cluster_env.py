@@ -1,0 +1,82 @@
+"""What a scheduler tells a process (docs/cluster.md): with the environment variables ``srun`` and ``torchrun`` set for
+2 nodes × 2 devices, Lightning's cluster environment and the suite agree on world size, ranks and the global batch.
+Public Lightning APIs only (``Trainer.world_size``/``global_rank``/``node_rank``/``local_rank``,
+``strategy.cluster_environment``); nothing is launched (CPU stands in for the GPUs)."""
+import lightning as L
+import pytest
+from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+from datamodules.sampling import EpochShuffleSampler
+from hashbench.runs import is_global_zero
+
+NODES, PER_NODE = 2, 2
+WORLD = NODES * PER_NODE
+CLEAN = ("SLURM_", "RANK", "LOCAL_RANK", "WORLD_SIZE", "GROUP_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "MASTER_",
+         "TORCHELASTIC_")
+
+
+@pytest.fixture(autouse=True)
+def no_scheduler(monkeypatch):
+    import os
+    for key in list(os.environ):
+        if key.startswith(CLEAN):
+            monkeypatch.delenv(key)
+
+
+def srun_task(monkeypatch, rank: int) -> None:
+    """``sbatch --nodes 2 --ntasks-per-node 2`` + ``srun``: what SLURM sets in task ``rank``."""
+    for key, value in {"SLURM_JOB_ID": "77", "SLURM_JOB_NAME": "hashbench", "SLURM_NTASKS": WORLD,
+                       "SLURM_NTASKS_PER_NODE": PER_NODE, "SLURM_JOB_NUM_NODES": NODES, "SLURM_NODELIST": "gpu[07-08]",
+                       "SLURM_PROCID": rank, "SLURM_LOCALID": rank % PER_NODE, "SLURM_NODEID": rank // PER_NODE}.items():
+        monkeypatch.setenv(key, str(value))
+
+
+def torchrun_worker(monkeypatch, rank: int) -> None:
+    """``torchrun --nnodes 2 --nproc_per_node 2 --rdzv_endpoint gpu07:29500``: what it sets in worker ``rank``."""
+    for key, value in {"RANK": rank, "LOCAL_RANK": rank % PER_NODE, "GROUP_RANK": rank // PER_NODE,
+                       "WORLD_SIZE": WORLD, "LOCAL_WORLD_SIZE": PER_NODE, "MASTER_ADDR": "gpu07",
+                       "MASTER_PORT": "29500", "TORCHELASTIC_RUN_ID": "hashbench"}.items():
+        monkeypatch.setenv(key, str(value))
+
+
+def _trainer() -> L.Trainer:
+    return L.Trainer(accelerator="cpu", devices=PER_NODE, num_nodes=NODES, strategy="ddp", logger=False,
+                     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+
+
+@pytest.mark.parametrize("launch, environment", [(srun_task, SLURMEnvironment), (torchrun_worker,
+                                                                                   TorchElasticEnvironment)],
+                         ids=["srun", "torchrun"])
+@pytest.mark.parametrize("rank", [0, 3])
+def test_ranks_and_world_size_from_the_scheduler(monkeypatch, launch, environment, rank):
+    launch(monkeypatch, rank)
+    assert environment.detect()
+    trainer = _trainer()
+    assert isinstance(trainer.strategy.cluster_environment, environment)
+    assert trainer.world_size == WORLD and trainer.num_nodes == NODES and trainer.num_devices == PER_NODE
+    assert (trainer.global_rank, trainer.node_rank, trainer.local_rank) == (rank, rank // PER_NODE, rank % PER_NODE)
+    if environment is SLURMEnvironment:
+        assert trainer.strategy.cluster_environment.main_address == "gpu07"  # the first node of the allocation
+    else:
+        assert trainer.strategy.cluster_environment.main_address == "gpu07"
+    # the suite: only global rank 0 writes run folders, W&B ids and summaries
+    assert is_global_zero() == (rank == 0)
+    # per-device batch: data.batch_size is per process; one step trains on batch × world size images
+    sampler = EpochShuffleSampler(list(range(256)), seed=0, num_replicas=trainer.world_size,
+                                  rank=trainer.global_rank, batch_size=16)
+    assert sampler.global_batch_size == 64 and len(sampler) == 256 // 64 * 16
+
+
+def test_the_cli_names_the_global_batch_of_nodes_times_devices(monkeypatch, tmp_path, capsys):
+    """64 images per step (CIBHash's paper batch) on 2 nodes × 2 devices: --data.batch_size 16, and the CLI says so."""
+    from hashbench.lightning_cli import run_cli
+    from tests.data_fixtures import write_cifar
+    from tests.test_cli import EXP, FAST
+    write_cifar(str(tmp_path / "cifar"), train_per_class=15, test_per_class=12)
+    srun_task(monkeypatch, 0)
+    monkeypatch.chdir(tmp_path)
+    cli = run_cli(["--config", str(EXP / "cifar_cib.yaml"), *FAST, "--data.root", str(tmp_path / "cifar"),
+                   "--trainer.devices", str(PER_NODE), "--trainer.num_nodes", str(NODES), "--trainer.strategy", "ddp",
+                   "--trainer.default_root_dir", str(tmp_path / "runs"), "--data.batch_size", "16"], run=False)
+    assert cli.trainer.world_size == WORLD
+    assert "4 devices × data.batch_size 16 = global batch 64 (the paper's: 64)" in capsys.readouterr().err
