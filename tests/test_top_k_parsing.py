@@ -69,7 +69,11 @@ def test_every_reader_accepts_and_refuses_the_same_forms():
         assert resolve_top_k(value, default=123) == k
         assert RetrievalEvaluation(top_k=[value]).top_k == [k]
         assert _top_k(str(value)) == k
-        rm.mean_average_precision(codes, labels, codes, labels, top_k=value)  # accepted
+        if str(value).strip() == "-1":  # DeepHash-pytorch's -1 (all but the last item): the metrics refuse it
+            with pytest.raises(ValueError, match="top_k=-1 is ambiguous"):
+                rm.mean_average_precision(codes, labels, codes, labels, top_k=value)
+        else:
+            rm.mean_average_precision(codes, labels, codes, labels, top_k=value)  # accepted
     assert resolve_top_k(None, default=123) == 123  # not given: the protocol's
     for value in REFUSED:
         for read in (lambda v: resolve_top_k(v, default=123), lambda v: RetrievalEvaluation(top_k=[v]),

@@ -206,7 +206,13 @@ def _check_positive_int(value, name: str) -> int:
 
 
 def _resolve_k(top_k: TopK, num_db: int) -> int:
-    """A cut-off as :func:`parse_top_k` reads it, as a count: the whole database, or k clamped to its size."""
+    """A cut-off as :func:`parse_top_k` reads it, as a count: the whole database, or k clamped to its size.
+
+    Except ``-1``: in Python code ported from DeepHash-pytorch ``topK=-1`` means all but the last item, so the
+    metrics refuse it rather than guess (configs and command lines, which never had that meaning, accept it)."""
+    if isinstance(top_k, (int, np.integer, str)) and not isinstance(top_k, bool) and str(top_k).strip() == "-1":
+        raise ValueError("top_k=-1 is ambiguous (DeepHash-pytorch's topK=-1 leaves out the last item); pass None or "
+                         "'all' for the whole database, or the number of items")
     k = parse_top_k(top_k, "top_k")
     return num_db if k is None else min(k, num_db)
 
