@@ -62,7 +62,6 @@ def _dispatch(argv: list[str]) -> None:
     if command is None or command in ("-h", "--help", "help"):
         print(top_level_help())
         return
-    errors.phase.command = command
     if command not in COMMANDS and not command.startswith("-"):
         raise errors.ConfigError(f"unknown command {command!r}; commands: {', '.join(COMMANDS)} "
                                  "(`hashbench --help` says what each does)")
@@ -96,5 +95,5 @@ def _export_main(command: str):
 def main(args=None) -> None:
     """Console entry point of ``hashbench``, ``lightning`` and ``python -m hashbench``."""
     argv = sys.argv[1:] if args is None else list(args)
-    with errors.reported():
+    with errors.reported(command=argv[0] if argv else "fit"):
         _dispatch(argv)

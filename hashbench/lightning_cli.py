@@ -134,7 +134,7 @@ class _WorkStarted(Callback):
     """From the first batch on, an unexpected error is a bug (traceback), no longer a configuration mistake."""
 
     def _started(self, *args, **kwargs) -> None:
-        errors.phase.configuring = False
+        errors.work_started()
 
     on_train_batch_start = on_validation_batch_start = on_test_batch_start = on_predict_batch_start = _started
 
