@@ -36,7 +36,7 @@ from typing import Optional
 
 import yaml
 
-from hashcore.registry import get_method, method_names, resolve_method_name
+from lightning_modules import get_method, method_names, resolve_method_name
 
 from . import comparison, paper_settings
 from .config_files import resolve as resolve_config
