@@ -19,7 +19,7 @@ from .errors import ConfigError
 
 def _top_k(value: str):
     try:
-        return parse_top_k(value, "--top-k")
+        return parse_top_k(value, "the cut-off")  # argparse names the option before it
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 

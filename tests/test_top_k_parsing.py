@@ -81,5 +81,5 @@ def test_every_reader_accepts_and_refuses_the_same_forms():
             with pytest.raises(ValueError, match="positive integers? or 'all'"):
                 read(value)
         if isinstance(value, str):
-            with pytest.raises(argparse.ArgumentTypeError, match="--top-k must be a positive integer or 'all'"):
+            with pytest.raises(argparse.ArgumentTypeError, match="the cut-off must be a positive integer or 'all'"):
                 _top_k(value)
