@@ -51,3 +51,25 @@ def test_the_option_help_names_the_command_that_ran(capsys):
         with errors.reported("test"):
             raise argparse.ArgumentError(None, "bad value")
     assert "`hashbench test --help`" in capsys.readouterr().err
+
+
+def test_in_one_process_a_bug_in_training_then_a_config_mistake(tmp_path, monkeypatch, capsys):
+    """Through the console's main(): the first fit's error after training started keeps its traceback (a bug);
+    the next command's bad option is still one `hashbench: error:` line."""
+    from hashbench.cli import main
+    from tests.data_fixtures import write_cifar
+    from tests.test_cli import EXP, FAST
+
+    root = tmp_path / "cifar"
+    write_cifar(str(root), train_per_class=15, test_per_class=12)  # test_errors.py's miniature
+    monkeypatch.chdir(tmp_path)
+    fit = ["fit", "--config", str(EXP / "cifar_bihalf.yaml"), "--data.root", str(root), *FAST,
+           "--trainer.max_epochs", "1", "--data.val_queries", "10", "--trainer.limit_train_batches", "2"]
+    with pytest.raises(ValueError, match="data.top_k"):
+        main([*fit, "--trainer.callbacks+=tests.fit_markers.ConfigCheckFailsInTraining"])
+    assert errors.current_phase().configuring
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main([*fit, "--data.top_k", "zero"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("hashbench: error:") == 1 and "data.top_k" in err, err
