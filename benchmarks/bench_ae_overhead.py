@@ -35,7 +35,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.machine import machine_info  # noqa: E402
-from hashcore.registry import get_method  # noqa: E402
+from lightning_modules import get_method  # noqa: E402
 from hashcore.losses import bit_balance_penalty  # noqa: E402
 
 LAYERS = {"sign": "ae_sign", "signreg": "ae_signreg", "bihalf": "ae_bihalf"}

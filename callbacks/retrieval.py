@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Literal, Optional, Union
 
 import lightning as L
-import numpy as np
 import torch
 
 from hashcore.distributed import (deduplicate_by_index, gather_padded, gather_padded_any, global_rank,
@@ -26,6 +25,8 @@ from hashcore.distributed import (deduplicate_by_index, gather_padded, gather_pa
                                            world_size)
 
 from hashcore import retrieval_metrics as rm
+from hashcore.retrieval_metrics.cut_offs import parse_top_ks
+from hashcore.retrieval_metrics.cut_offs import top_k_name as _k_name
 
 TopK = Union[int, Literal["all"]]
 _QUERY, _DATABASE = 0, 1
@@ -34,27 +35,7 @@ _EXAMPLE_DEPTH = 10  # retrieved items kept per example query (the retrieval fig
 
 def _parse_top_k(top_k, option: str = "RetrievalEvaluation.top_k") -> list[Optional[int]]:
     """``[1000]`` / ``[5000, "all"]`` / ``1000`` / ``"all"`` -> list of cut-offs (None = whole database)."""
-    entries = list(top_k) if isinstance(top_k, (list, tuple)) else [top_k]
-    hint = "give positive integers or 'all' (the whole database), e.g. [1000] or [5000, 'all']"
-    if not entries:
-        raise ValueError(f"{option} is empty; {hint}")
-    out: list[Optional[int]] = []
-    for k in entries:
-        if k is None or k == "all":
-            out.append(None)
-        elif isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1:
-            out.append(int(k))
-        else:
-            raise ValueError(f"{option} has an invalid entry {k!r}; {hint}")
-    names = [_k_name(k) for k in out]
-    if len(set(names)) != len(names):
-        raise ValueError(f"{option} lists a cut-off twice: {entries!r}")
-    return out
-
-
-def _k_name(k: Optional[int]) -> str:
-    """Metric-name suffix of a cut-off, as the metrics name it (``mAP@1000``, ``mAP@all``)."""
-    return "all" if k is None else str(k)
+    return parse_top_ks(top_k, option)
 
 
 def score_queries_sharded(q_codes, q_labels, db_codes, db_labels, q_scores=None, db_scores=None,

@@ -33,6 +33,7 @@ from .lists import CHECK_IMAGES, check_images_exist, list_format, read_list_file
 from .sampling import EpochSeededItems, EpochShuffleSampler
 from .transforms import MultiView, build_transform, is_random, NORMALIZATIONS
 
+from hashcore.retrieval_metrics.cut_offs import parse_top_k
 from hashcore.splits import SPLITS, VALIDATION_SPLITS as _VALIDATION  # noqa: F401 (SPLITS re-exported)
 
 
@@ -55,25 +56,8 @@ class SplitSource:
 
 
 def resolve_top_k(value: Optional[Union[int, str]], default: Optional[int]) -> Optional[int]:
-    """``None`` -> protocol default; ``-1`` / ``"all"`` -> ``None`` (whole database); ``k > 0`` -> k."""
-    if value is None:
-        return default
-    if isinstance(value, str):
-        v = value.strip().lower()
-        if v in ("all", "-1", "full", "none"):
-            return None
-        try:
-            value = int(v)
-        except ValueError:
-            raise ValueError(f"the mAP cut-off data.top_k must be a positive int, -1 or 'all', got {value!r}") from None
-    if isinstance(value, bool) or int(value) != value:
-        raise ValueError(f"the mAP cut-off data.top_k must be a positive int, -1 or 'all', got {value!r}")
-    value = int(value)
-    if value == -1:
-        return None
-    if value <= 0:
-        raise ValueError(f"the mAP cut-off data.top_k must be a positive int, -1 or 'all', got {value!r}")
-    return value
+    """``None`` -> protocol default; otherwise the cut-off as every option reads it (None = whole database)."""
+    return default if value is None else parse_top_k(value, "the mAP cut-off data.top_k")
 
 
 def _split_property(split: str) -> property:

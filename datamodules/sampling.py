@@ -33,13 +33,12 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 
+from hashcore.distributed import global_rank, world_size
 from hashcore.seeds import epoch_seed  # noqa: E402,F401 (re-exported: the data streams' seed)
 
 
 def _world() -> tuple:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_world_size(), torch.distributed.get_rank()
-    return 1, 0
+    return world_size(), global_rank()
 
 
 class EpochShuffleSampler(DistributedSampler):

@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from hashbench import paper_settings as S  # noqa: E402
-from hashcore.registry import method_names  # noqa: E402
+from lightning_modules import method_names  # noqa: E402
 
 
 def dump(path: Path, config: dict, header: str) -> None:

@@ -155,7 +155,7 @@ def latent_features(runs: list[tuple[Path, dict]], root: str, seed: int = 0):
     import torch
 
     from datamodules import BinarizedMNIST
-    from hashcore.registry import get_method
+    from lightning_modules import get_method
 
     dm = BinarizedMNIST(root=root, write_splits=False)
     dm.setup("test")

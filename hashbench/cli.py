@@ -10,13 +10,14 @@ Under ``--trainer.strategy ddp`` Lightning starts the other ranks by re-running 
 """
 from __future__ import annotations
 
-import os
 import sys
 from importlib import import_module
 
 from . import errors
 from .commands import COMMANDS, LIGHTNING_COMMANDS
 from .config_files import resolve_argv
+from hashcore.launcher import launcher_rank
+
 from .runs import is_global_zero
 
 
@@ -45,7 +46,7 @@ def __getattr__(name: str):
 
 
 def _launched_rank() -> str:
-    return next((os.environ[k] for k in ("RANK", "LOCAL_RANK") if os.environ.get(k, "0") not in ("0", "")), "?")
+    return launcher_rank() or "?"
 
 
 def _dispatch(argv: list[str]) -> None:
@@ -61,7 +62,6 @@ def _dispatch(argv: list[str]) -> None:
     if command is None or command in ("-h", "--help", "help"):
         print(top_level_help())
         return
-    errors.phase.command = command
     if command not in COMMANDS and not command.startswith("-"):
         raise errors.ConfigError(f"unknown command {command!r}; commands: {', '.join(COMMANDS)} "
                                  "(`hashbench --help` says what each does)")
@@ -95,5 +95,5 @@ def _export_main(command: str):
 def main(args=None) -> None:
     """Console entry point of ``hashbench``, ``lightning`` and ``python -m hashbench``."""
     argv = sys.argv[1:] if args is None else list(args)
-    with errors.reported():
+    with errors.reported(command=argv[0] if argv else "fit"):
         _dispatch(argv)

@@ -14,6 +14,8 @@ import os
 import re
 import sys
 import traceback
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Iterator, Optional
 
 #: always the user's to fix, wherever they are raised (exit 2), or a run that failed cleanly (exit 1): (module,
@@ -34,19 +36,45 @@ def _loaded(entries) -> tuple:
 
 #: raised by our own code while a run is configured: the message names the option
 CONFIG_ERRORS = (ValueError, TypeError, OSError, KeyError)
-OUR_PACKAGES = ("lightning_modules", "datamodules", "callbacks", "hashbench")
+OUR_PACKAGES = ("hashcore", "lightning_modules", "datamodules", "callbacks", "hashbench")
 
 
 class ConfigError(ValueError):
     """A wrong command-line option or config value (exit 2)."""
 
 
-class _Phase:
-    configuring = True  # until the Trainer starts running a stage
-    command = "fit"
+@dataclass
+class Phase:
+    """Where the command being reported stands: a configuration mistake before its work starts, a bug after."""
+    command: str = "fit"
+    configuring: bool = True  # until the Trainer starts running a stage
 
 
-phase = _Phase()
+#: the phase of the command running in this context; each :func:`command_phase` sets its own and restores the one
+#: before, so two commands in one process (tests, a sweep's runs) never see each other's
+_current: ContextVar[Optional[Phase]] = ContextVar("hashbench_phase", default=None)
+
+
+def current_phase() -> Phase:
+    """The running command's phase; outside any command a fresh one (configuring)."""
+    return _current.get() or Phase()
+
+
+@contextlib.contextmanager
+def command_phase(command: str = "fit") -> Iterator[Phase]:
+    """Run a command (or one run of a sweep) in a phase of its own, restoring the previous phase on exit."""
+    token = _current.set(Phase(command))
+    try:
+        yield _current.get()
+    finally:
+        _current.reset(token)
+
+
+def work_started() -> None:
+    """The running command's work began (its first batch): from now on an unexpected error is a bug."""
+    phase = _current.get()
+    if phase is not None:
+        phase.configuring = False
 
 
 def chain(err: BaseException) -> Iterator[BaseException]:
@@ -85,11 +113,14 @@ def _parse_message(message: str, command: str) -> str:
     return f"{text} (`hashbench {command} --help` lists the options)"
 
 
-def user_error(err: BaseException) -> Optional[tuple[str, int]]:
-    """``(message, exit code)`` when ``err`` (or an exception it wraps) is the user's to fix, else None."""
+def user_error(err: BaseException, phase: Optional[Phase] = None) -> Optional[tuple[str, int]]:
+    """``(message, exit code)`` when ``err`` (or an exception it wraps) is the user's to fix, else None.
+
+    ``phase``: where the command stood when ``err`` was raised (default: the running command's)."""
+    phase = phase or current_phase()
     causes = list(chain(err))
     if isinstance(err, argparse.ArgumentError):  # an option the parser refused
-        inner = user_error(err.__cause__) if err.__cause__ is not None else None
+        inner = user_error(err.__cause__, phase) if err.__cause__ is not None else None
         return inner or (_parse_message(str(err), phase.command), 2)
     for e in causes:
         if isinstance(e, _loaded(USER_ERRORS) + (ConfigError,)):
@@ -104,18 +135,19 @@ def user_error(err: BaseException) -> Optional[tuple[str, int]]:
 
 
 @contextlib.contextmanager
-def reported() -> Iterator[None]:
-    """Print a user error as one ``hashbench: error:`` message and exit with its code."""
-    phase.configuring = True
-    try:
-        yield
-    except KeyboardInterrupt:
-        print("hashbench: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
-    except Exception as err:  # noqa: BLE001 - sorted into user errors and bugs just below
-        found = user_error(err)
-        if found is None or os.environ.get("HASHBENCH_TRACEBACK"):
-            raise
-        message, code = found
-        print(f"hashbench: error: {message}", file=sys.stderr)
-        raise SystemExit(code) from None
+def reported(command: str = "fit") -> Iterator[None]:
+    """Run ``command`` in a phase of its own (:func:`command_phase`); print a user error as one
+    ``hashbench: error:`` message and exit with its code."""
+    with command_phase(command) as phase:
+        try:
+            yield
+        except KeyboardInterrupt:
+            print("hashbench: interrupted", file=sys.stderr)
+            raise SystemExit(130) from None
+        except Exception as err:  # noqa: BLE001 - sorted into user errors and bugs just below
+            found = user_error(err, phase)
+            if found is None or os.environ.get("HASHBENCH_TRACEBACK"):
+                raise
+            message, code = found
+            print(f"hashbench: error: {message}", file=sys.stderr)
+            raise SystemExit(code) from None

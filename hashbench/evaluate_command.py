@@ -11,21 +11,17 @@ import numpy as np
 import torch
 
 from hashcore import retrieval_metrics as rm
+from hashcore.retrieval_metrics.cut_offs import parse_top_k
 
 from .codes import Codes, load_codes
 from .errors import ConfigError
 
 
 def _top_k(value: str):
-    if value == "all":
-        return None
     try:
-        k = int(value)
-    except ValueError:
-        k = 0
-    if k < 1:
-        raise argparse.ArgumentTypeError(f"--top-k takes positive integers or 'all', got {value!r}")
-    return k
+        return parse_top_k(value, "the cut-off")  # argparse names the option before it
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _evaluate_parser() -> argparse.ArgumentParser:

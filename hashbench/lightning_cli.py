@@ -32,11 +32,11 @@ import callbacks.feature_cache  # noqa: F401
 import callbacks.reproducibility  # noqa: F401
 import callbacks.retrieval  # noqa: F401
 import datamodules
+import lightning_modules
 from callbacks.checkpoints import LastCheckpoint
 from callbacks.reproducibility import EpochSeeding
 from datamodules.base import HashDataModule
 from lightning_modules.base import HashModule
-from hashcore.registry import discover
 
 from . import errors, paper_settings
 from .framework_internals import SubcommandHooks, lead_with_checkpoint
@@ -48,7 +48,7 @@ from .runs import (DEFAULT_ROOT, RunError, RunIdentity, check_checkpoint_file, c
                    check_writable, checkpoint_dir, find_checkpoint, has_checkpoints, is_global_zero, run_dir,
                    slurm_requeued, wandb_run_id)
 
-discover()
+lightning_modules.discover()
 datamodules.discover()
 
 class _NoTips(logging.Filter):
@@ -134,7 +134,7 @@ class _WorkStarted(Callback):
     """From the first batch on, an unexpected error is a bug (traceback), no longer a configuration mistake."""
 
     def _started(self, *args, **kwargs) -> None:
-        errors.phase.configuring = False
+        errors.work_started()
 
     on_train_batch_start = on_validation_batch_start = on_test_batch_start = on_predict_batch_start = _started
 

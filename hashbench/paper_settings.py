@@ -14,7 +14,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Optional
 
-from hashcore.registry import get_method
+from lightning_modules import get_method
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from hashcore.launcher import is_launching_process
+
 DEFAULT_ROOT = "runs"
 LAST = "last.ckpt"
 #: what Lightning's SLURM auto-requeue writes into trainer.default_root_dir (= the run folder under the CLI)
@@ -233,7 +235,7 @@ def check_writable(folder: Path) -> None:
 
 def is_global_zero() -> bool:
     """True in the launching process; False in the processes Lightning's DDP launcher starts (they re-run the CLI)."""
-    return all(os.environ.get(k, "0") in ("0", "") for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+    return is_launching_process()
 
 
 def wandb_run_id(run: Path, resume: bool) -> str:

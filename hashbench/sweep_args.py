@@ -8,7 +8,7 @@ from typing import Optional
 
 import yaml
 
-from hashcore.registry import get_method, method_names, resolve_method_name
+from lightning_modules import get_method, method_names, resolve_method_name
 
 from .config_files import resolve as resolve_config
 from .errors import ConfigError

@@ -1,7 +1,9 @@
-"""Pure torch.distributed helpers (no Lightning): gradient-preserving gather, padded gather, contiguous shards.
+"""Pure torch.distributed helpers (no Lightning): this process's rank and world size in the process group,
+gradient-preserving gather, padded gather, contiguous shards.
 
-Used by contrastive losses (CIBHash negatives from every rank, as in SimCLR) and by the retrieval
-callback (codes of uneven size per rank).
+Used by contrastive losses (CIBHash negatives from every rank, as in SimCLR), by the retrieval callback (codes of
+uneven size per rank) and by the train sampler. Before a process group exists, which process a launcher started is
+read from the environment by :mod:`hashcore.launcher` (torch-free, for the console).
 """
 from __future__ import annotations
 

@@ -1,15 +1,12 @@
-"""The method registry (timm-style): each method file registers its LightningModule with ``@register_method``.
+"""The method registry (timm-style): each method class registers itself with ``@register_method``.
 
-Adding a method is one new file in ``lightning_modules/`` (plus its row in ``hashbench/paper_settings.py``):
-:func:`discover` imports every module of the package, so the decorator runs and ``lightning fit --model <Class>``,
-``hashbench compare --methods <name>`` and ``experiments/make_configs.py`` see the method without any other edit.
-This module imports nothing but the standard library (the pure core must stay importable without Lightning).
+This module only holds what has registered so far and imports no method: the package holding the methods imports
+its own modules before it answers a look-up by name, so a new method file is seen everywhere with no other edit. Standard library only (the pure core stays importable
+without Lightning).
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from typing import Callable, Dict, List, TypeVar
+from typing import Callable, Dict, TypeVar
 
 T = TypeVar("T", bound=type)
 
@@ -39,36 +36,16 @@ def register_method(name: str, aliases: tuple[str, ...] = ()) -> Callable[[T], T
     return decorate
 
 
-def discover() -> None:
-    """Import every module of ``lightning_modules`` so that each method registers itself."""
-    package = importlib.import_module("lightning_modules")
-    for info in pkgutil.iter_modules(package.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"lightning_modules.{info.name}")
+def registered() -> Dict[str, type]:
+    """Every method registered so far, by registered name, in registration order."""
+    return dict(_METHODS)
 
 
-def method_names() -> List[str]:
-    """Registered method names, in registration order after :func:`discover`."""
-    discover()
-    return list(_METHODS)
-
-
-def method_classes() -> Dict[str, type]:
-    """Every registered method class keyed by its class name (``{"HashNet": HashNet, ...}``), after :func:`discover`."""
-    discover()
-    return {cls.__name__: cls for cls in _METHODS.values()}
-
-
-def resolve_method_name(name: str) -> str:
-    """The registered name for ``name`` or one of its aliases; ``ValueError`` listing the choices otherwise."""
-    discover()
+def resolve(name: str) -> str:
+    """The registered name for ``name`` or one of its aliases, among the methods registered so far; ``ValueError``
+    listing them otherwise."""
     key = _key(name)
     key = _ALIASES.get(key, key)
     if key not in _METHODS:
         raise ValueError(f"unknown method {name!r}; registered methods: {', '.join(_METHODS)}")
     return key
-
-
-def get_method(name: str) -> type:
-    """The LightningModule class registered as ``name`` (or an alias)."""
-    return _METHODS[resolve_method_name(name)]

@@ -30,3 +30,12 @@ class StartTogether(Callback):
         deadline = time.monotonic() + self.timeout_s
         while len(list(self.folder.iterdir())) < self.count and time.monotonic() < deadline:
             time.sleep(0.01)
+
+
+class ConfigCheckFailsInTraining(Callback):
+    """Raises, at the end of the first training batch, the ValueError our own data.top_k check raises: once work has
+    started such an error is a bug (traceback), not the user's configuration mistake."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        from datamodules.base import resolve_top_k
+        resolve_top_k("zero", None)

@@ -9,6 +9,7 @@ import lightning as L
 import pytest
 import yaml
 
+import lightning_modules
 from hashcore import registry
 from tests.data_fixtures import write_list_dataset
 from tests.test_cli import REPO
@@ -36,8 +37,8 @@ def example_method():
 
 
 def test_the_example_method_registers_itself_and_trains(example_method):
-    cls = registry.get_method("MyMethodNet")
-    assert cls is example_method.MyMethod and "mymethod" in registry.method_names()
+    cls = lightning_modules.get_method("MyMethodNet")
+    assert cls is example_method.MyMethod and "mymethod" in lightning_modules.method_names()
     model = cls(bits=8, backbone="tiny_cnn", pretrained=False, freeze=False, lr=1e-2)
     model.check_batch_size(8)
     trainer = L.Trainer(fast_dev_run=2, accelerator="cpu", logger=False, enable_progress_bar=False,

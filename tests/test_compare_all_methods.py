@@ -3,7 +3,7 @@ form) trains and is scored on a miniature CIFAR-10; the autoencoder study's meth
 import csv
 
 from hashbench.sweep_args import all_image_methods
-from hashcore.registry import get_method, method_names
+from lightning_modules import get_method, method_names
 from tests.console_fixtures import EXP, TINY, console
 from tests.data_fixtures import write_cifar
 

@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_modules import GreedyHash
-from hashcore.registry import get_method, method_names
+from lightning_modules import get_method, method_names
 from lightning_modules.train_rows import TrainRows
 
 B = 8

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from hashcore import retrieval_metrics as rm
-from hashcore.registry import get_method, method_names
+from lightning_modules import get_method, method_names
 from lightning_modules.backbones import build_backbone, offline_mobilenet_v2_weights
 from tests.report_tables import REPORT_TABLES
 

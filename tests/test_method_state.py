@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hashbench.cli import connect
-from hashcore.registry import get_method
+from lightning_modules import get_method
 from tests.toy import ToyData
 
 TINY = dict(backbone="tiny_cnn", pretrained=False, freeze=False, optimizer="sgd", lr=0.05)

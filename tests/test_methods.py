@@ -10,7 +10,7 @@ from hashbench.cli import connect
 from lightning_modules import DCH, BiHalfNet, CIBHash, GreedyHash
 from lightning_modules.backbones import build_backbone
 from lightning_modules.base import HashModule, NonFiniteLossError
-from hashcore.registry import get_method, method_names, resolve_method_name
+from lightning_modules import get_method, method_names, resolve_method_name
 from tests.toy import ToyData
 
 TINY = dict(backbone="tiny_cnn", pretrained=False)

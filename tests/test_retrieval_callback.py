@@ -114,7 +114,7 @@ def test_encode_that_is_not_plus_minus_one_is_a_clear_error():
         _trainer(callbacks=[RetrievalEvaluation(top_k=[5])]).validate(ZeroOneCodes(bits=8), ToyData())
 
 
-@pytest.mark.parametrize("bad", [0, -1, "ten", 1.5, True, [], [5, 0], [5, 5], ["all", None]])
+@pytest.mark.parametrize("bad", [0, -2, "ten", 1.5, True, [], [5, 0], [5, 5], ["all", None], ["all", -1]])
 def test_top_k_is_validated_at_construction(bad):
     with pytest.raises(ValueError, match="RetrievalEvaluation.top_k"):
         RetrievalEvaluation(top_k=bad)

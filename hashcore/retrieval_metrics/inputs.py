@@ -9,6 +9,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .cut_offs import parse_top_k
+from .cut_offs import top_k_name as _k_name  # noqa: F401 (the metric names' suffix)
+
 TopK = Optional[int]
 
 # Exactness limit of float32 sums of ±1 products.
@@ -203,20 +206,18 @@ def _check_positive_int(value, name: str) -> int:
 
 
 def _resolve_k(top_k: TopK, num_db: int) -> int:
-    """``None`` -> the whole database; a k larger than the database is clamped to it."""
-    if top_k is None:
-        return num_db
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-        raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
-    return min(int(top_k), num_db)
+    """A cut-off as :func:`parse_top_k` reads it, as a count: the whole database, or k clamped to its size.
+
+    Except ``-1``: in Python code ported from DeepHash-pytorch ``topK=-1`` means all but the last item, so the
+    metrics refuse it rather than guess (configs and command lines, which never had that meaning, accept it)."""
+    if isinstance(top_k, (int, np.integer, str)) and not isinstance(top_k, bool) and str(top_k).strip() == "-1":
+        raise ValueError("top_k=-1 is ambiguous (DeepHash-pytorch's topK=-1 leaves out the last item); pass None or "
+                         "'all' for the whole database, or the number of items")
+    k = parse_top_k(top_k, "top_k")
+    return num_db if k is None else min(k, num_db)
 
 
 def _check_radius(radius) -> int:
     if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
         raise ValueError(f"radius must be a non-negative int, got {radius!r}")
     return int(radius)
-
-
-def _k_name(k: TopK) -> str:
-    """Metric-name suffix of a cut-off: ``"all"`` for the whole database."""
-    return "all" if k is None else str(int(k))
