@@ -26,7 +26,7 @@ _EXPORTS = {
     "DatasetFormatError": "errors",
     "ProtocolSizeError": "errors",
     "UnsafePickleError": "safe_pickle",
-    "SplitFileMismatchError": "protocols",
+    "SplitFileMismatchError": "split_files",
 }
 
 __all__ = sorted([*_EXPORTS, "describe", "discover"])
@@ -71,5 +71,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from .flickr import Flickr25k  # noqa: F401
     from .image_list import ImageList  # noqa: F401
     from .mnist import MNIST, BinarizedMNIST, FashionMNIST  # noqa: F401
-    from .protocols import SplitFileMismatchError  # noqa: F401
+    from .split_files import SplitFileMismatchError  # noqa: F401
     from .safe_pickle import UnsafePickleError  # noqa: F401
