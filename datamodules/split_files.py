@@ -10,14 +10,11 @@ import hashlib
 import json
 import os
 import tempfile
-from typing import Mapping, Optional, TYPE_CHECKING
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
 from hashcore.splits import SPLITS as SPLIT_NAMES  # the split file's arrays
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .protocols import Protocol
 
 SPLIT_ALGORITHM = "hashbench-split-v1"
 
@@ -34,10 +31,12 @@ def pool_fingerprint(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def split_file_name(dataset: str, protocol: "Protocol", seed: int,
+def split_file_name(dataset: str, protocol: Any, seed: int,
                     sizes: Mapping[str, Optional[int]], val_queries: Optional[int] = None,
                     val_holdout: bool = False) -> str:
-    """``<dataset>_<protocol>_seed<seed>[_q..-t..-db..-v..][_val<N>[h]].npz`` (non-default sizes and a
+    """``protocol`` is a :class:`~datamodules.protocols.Protocol` (not imported: protocols.py imports this module).
+
+    ``<dataset>_<protocol>_seed<seed>[_q..-t..-db..-v..][_val<N>[h]].npz`` (non-default sizes and a
     drawn validation split are part of the name, so differently drawn splits never share a file)."""
     stem = f"{dataset}_{protocol.name}_seed{seed}"
     if dict(sizes) != protocol.default_sizes():
