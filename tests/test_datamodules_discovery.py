@@ -25,7 +25,7 @@ def test_new_dataset_module_resolves_by_short_name_without_other_edits(tmp_path)
     done = subprocess.run([str(lightning), "fit", "--model", "CIBHash", "--data", "ToySet", "--print_config"],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "class_path: datamodules.toyset.ToySet" in done.stdout
+    assert "class_path: datamodules.ToySet" in done.stdout  # the package path, as every shipped dataset
 
 
 def test_discover_imports_every_dataset_module():
@@ -93,6 +93,10 @@ def test_a_dataset_module_with_its_own_format_trains_by_its_short_name_without_o
     assert done.returncode == 0, done.stdout + done.stderr
     with np.load(tmp_path / "splits" / "toyset_toy_pooled_seed0.npz") as f:
         assert (len(f["query"]), len(f["train"]), len(f["database"])) == (8, 20, 32)
-    listed = subprocess.run([sys.executable, "-c", "import datamodules; print(datamodules.describe('toyset'))"],
-                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert listed.stdout.startswith("toyset/toy_pooled:"), listed.stdout + listed.stderr
+    listed = subprocess.run(
+        [sys.executable, "-c", "import datamodules; print(datamodules.describe('toyset')); "
+                               "print(datamodules.ToySet.__module__)"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    lines = listed.stdout.splitlines()
+    assert lines and lines[0].startswith("toyset/toy_pooled:"), listed.stdout + listed.stderr
+    assert lines[-1] == "datamodules.toyset", "the package attribute a full class path (datamodules.ToySet) reads"
