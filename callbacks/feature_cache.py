@@ -31,6 +31,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from callbacks.cached_inputs import CachedInputs
 from hashcore.feature_store import (CachedFeatureDataset, FeatureCacheBuilder, RandomTransformError, encoder_fields,
                             random_transform_message, transform_is_random, unwrap_multiview)
 
@@ -92,7 +93,7 @@ class FeatureCache(L.Callback):
         self.progress = bool(progress)
         self.info: dict[str, dict] = {}  # per split: status, path, seconds (tests, benchmarks, logs)
         self.encoder_calls = 0
-        self._train_cached = self._eval_cached = False
+        self.inputs = CachedInputs()  # what the backbone reads in each phase (images or cached rows)
         self._warned = False
 
     # ---------------------------------------------------------------------------------------------- setup
@@ -105,7 +106,7 @@ class FeatureCache(L.Callback):
         if dm is None or not all(hasattr(dm, a) for a in ("splits_for", "dataset", "replace_dataset")):
             return self._skip("the datamodule offers no splits_for()/dataset()/replace_dataset(), so no split can "
                               "be served from the cache")
-        self._train_cached = self._eval_cached = False
+        self.inputs.reset()
         todo = []
         for split in dm.splits_for(stage):
             ds = dm.dataset(split)
@@ -157,8 +158,8 @@ class FeatureCache(L.Callback):
             for m, mode in modes:
                 m.training = mode
             self.encoder_calls += builder.encoder_calls
-        self._train_cached = any(s == "train" and id(d) in done for s, d in todo)
-        self._eval_cached = any(s != "train" and id(d) in done for s, d in todo)
+        self.inputs.cached(train=any(s == "train" and id(d) in done for s, d in todo),
+                           evaluation=any(s != "train" and id(d) in done for s, d in todo))
 
     def _cache_split(self, builder, encoder, fields, split: str, ds) -> Optional[CachedFeatureDataset]:
         train = split == "train"
@@ -184,29 +185,31 @@ class FeatureCache(L.Callback):
         return cached
 
     # ---------------------------------------------------------------------------------------------- which inputs
-    def _inputs(self, pl_module, cached: bool) -> None:
+    def _apply(self, pl_module) -> None:
+        """Tell the model what its backbone reads now (after every transition of ``self.inputs``)."""
         if hasattr(pl_module, "use_cached_inputs"):
-            pl_module.use_cached_inputs(cached)
+            pl_module.use_cached_inputs(self.inputs.inputs_cached)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._inputs(pl_module, self._train_cached)
+        self.inputs.start_training()
+        self._apply(pl_module)
 
     def on_validation_start(self, trainer, pl_module) -> None:
-        self._inputs(pl_module, self._eval_cached)
+        self.inputs.start_evaluation()
+        self._apply(pl_module)
 
     def on_validation_end(self, trainer, pl_module) -> None:  # back to training, or done
-        self._inputs(pl_module, self._train_cached and trainer.state.fn == "fit")
+        self.inputs.end_evaluation(fitting=trainer.state.fn == "fit")
+        self._apply(pl_module)
 
-    def on_test_start(self, trainer, pl_module) -> None:
-        self._inputs(pl_module, self._eval_cached)
-
-    on_predict_start = on_test_start
+    on_test_start = on_predict_start = on_validation_start
 
     def on_test_end(self, trainer, pl_module) -> None:
-        self._inputs(pl_module, False)
+        self.inputs.end_stage()
+        self._apply(pl_module)
 
     on_predict_end = on_fit_end = on_test_end
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
-        self._inputs(pl_module, False)
-        self._train_cached = self._eval_cached = False
+        self.inputs.reset()
+        self._apply(pl_module)

@@ -16,7 +16,8 @@ from typing import ClassVar, List, Optional, Tuple
 
 import numpy as np
 
-from .base import HashDataModule, Pool
+from .base import HashDataModule
+from .pools import Pool
 from .errors import DatasetNotFoundError, DatasetFormatError, abspath, not_found
 from .protocols import Protocol, register
 from .safe_pickle import UnsafePickleError, load_data_pickle

@@ -21,7 +21,8 @@ from typing import ClassVar, Optional
 
 import numpy as np
 
-from .base import FileHashDataModule, Pool
+from .base import FileHashDataModule
+from .pools import Pool
 from .errors import DatasetFormatError, abspath, not_found
 from .lists import LIST_ENCODING, check_images_exist, outside_root_error, read_list_file, under_root, warn_unlabeled
 from .protocols import Protocol, register
