@@ -108,6 +108,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         names = [n for m in names for n in (all_image_methods() if m.lower() == "all" else [m])]
         methods = [resolve_method_name(m) for m in names]
         baselines = [resolve_method_name(m) for m in args.baselines.split(",") if m.strip()]
+        for name in methods + baselines:  # every run's official schedule exists before the first run starts
+            paper_settings.settings_of(name)
     except ValueError as err:
         p.error(str(err))
     args.methods = list(dict.fromkeys(methods + [b for b in baselines if b not in methods]))

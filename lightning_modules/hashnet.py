@@ -23,6 +23,7 @@ from torch import nn
 from .base import HashModule
 from hashcore.distributed import gather_with_grad
 from hashcore.losses import hashnet_loss
+from hashcore.method_settings import MethodSettings
 from hashcore.registry import register_method
 
 
@@ -37,6 +38,12 @@ class HashNet(HashModule):
         beta_step, beta_gamma, beta_power: β = (1 + beta_gamma·n)^beta_power with n the number of training steps
             rounded down to a multiple of beta_step (official 200, 0.005, 0.5).
     """
+
+    paper_settings = MethodSettings(
+        "thuml/HashNet@85387b8 (pytorch/src/train.py, loss.py, network.py): AlexNet fully trained, SGD lr 3e-4 "
+        "(README), momentum 0.9, Nesterov, wd 5e-4, hash layer ×10, lr ×0.5 every 2,000 iterations, batch 2×36 "
+        "paired across halves, α 10/K, class_num 1, β = (1 + 0.005·t)^0.5 every 200 iterations, 10,000 iterations",
+        epochs=-1, batch_size=72, val_every=5, max_steps=10000)
 
     train_transform = "resize_crop_flip"
     min_batch_size = 2
