@@ -1,6 +1,6 @@
 """The method registry (timm-style): each method file registers its LightningModule with ``@register_method``.
 
-Adding a method is one new file in ``lightning_modules/`` (plus its row in ``hashbench/paper_settings.py``):
+Adding a method is one new file in ``lightning_modules/`` (with its ``paper_settings = MethodSettings(...)``):
 :func:`discover` imports every module of the package, so the decorator runs and ``lightning fit --model <Class>``,
 ``hashbench compare --methods <name>`` and ``experiments/make_configs.py`` see the method without any other edit.
 This module imports nothing but the standard library (the pure core must stay importable without Lightning).

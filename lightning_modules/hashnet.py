@@ -7,7 +7,7 @@ Official code ``thuml/HashNet@85387b8`` (docs/methods.md#hashnet):
   independently drawn batches of 36 (here the first and second half of a batch of 72), similar pairs weighted by
   ``class_num``, dot products scaled by α = 10/K, log-sum replaced by its asymptote above 15.
 - ``pytorch/src/train.py``: SGD lr (README: 3e-4), momentum 0.9, Nesterov, wd 5e-4, hash layer ×10,
-  lr ×0.5 every 2,000 iterations, 10,000 iterations (an iteration schedule: ``max_steps`` in the settings table).
+  lr ×0.5 every 2,000 iterations, 10,000 iterations (an iteration schedule: ``max_steps`` in its ``paper_settings``).
 β here is a function of the optimiser step (``global_step``), so a resumed run continues the same continuation.
 Paper vs code: ``weighting="paper"`` gives eq. 2's |S|/|S1|, |S|/|S0| weights; ``pairs="all"`` takes every pair of
 the batch (swuxyj/DeepHash-pytorch@ab14068:HashNet.py). Under DDP the pairs are taken over the global batch.
