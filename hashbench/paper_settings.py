@@ -34,11 +34,11 @@ def settings_of(name: str) -> MethodSettings:
     cls = get_method(name)
     settings = vars(cls).get("paper_settings")
     if not isinstance(settings, MethodSettings):
-        where = inspect.getsourcefile(cls) or cls.__module__
+        where = cls.__module__.replace(".", "/") + ".py"
         raise MissingSettingsError(
             f"method {cls.method_name!r} ({cls.__name__} in {where}) declares no paper settings: add the class "
             "attribute `paper_settings = MethodSettings(source=..., epochs=..., batch_size=..., val_every=...)` "
-            "(from hashcore.method_settings; docs/ADDING.md, step 2). `lightning fit --model "
+            "(from hashcore.method_settings; docs/ADDING.md, \"A new method\", step 3). `lightning fit --model "
             f"{cls.__name__}` trains it without them; its experiment configs and `hashbench compare` need them")
     return settings
 
