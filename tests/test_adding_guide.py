@@ -17,7 +17,8 @@ from tests.data_fixtures import write_list_dataset, write_mnist_idx
 
 DOC = (REPO / "docs" / "ADDING.md").read_text()
 #: ``<!-- guide:<walkthrough> <write|append|run> [path] -->`` right above a fenced block
-STEP = re.compile(r"^[ ]*<!-- guide:(\w+) (write|append|run)(?: (\S+))? -->[ ]*\n[ ]*```\w*\n(.*?)^[ ]*```", re.S | re.M)
+STEP = re.compile(r"^[ ]*<!-- guide:(\w+) (write|append|run)(?: (\S+))? -->[ ]*\n[ ]*```\w*\n(.*?)^[ ]*```",
+                  re.S | re.M)
 COPIED = ("hashbench", "hashcore", "lightning_modules", "datamodules", "callbacks", "experiments", "tests")
 SKIPPED = {"__pycache__", ".pytest_cache", ".cache", "runs", "results"}
 SMALL = ["--model.backbone", "tiny_cnn", "--model.pretrained", "false", "--data.image_size", "32",
@@ -84,6 +85,9 @@ def test_the_method_walkthrough_adds_a_method_that_trains_from_its_own_settings(
     generated = (copy / "experiments" / "methods" / "mymethod.yaml").read_text()
     assert "class_path: MyMethod" in generated and "me/mymethod@0123abc" in generated  # its own paper_settings
     assert (copy / "experiments" / "cifar_mymethod.yaml").is_file()
+    changed = [f.relative_to(copy).as_posix() for f in sorted((copy / "experiments").rglob("*.yaml"))
+               if "mymethod" not in f.name and f.read_bytes() != (REPO / f.relative_to(copy)).read_bytes()]
+    assert not changed, f"adding a method rewrote other configs: {changed}"
     assert len(checkpoints(copy)) == 1 and "mymethod" in checkpoints(copy)[0].parts[-3].lower()
 
 
