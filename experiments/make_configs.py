@@ -1,13 +1,15 @@
-"""Write every experiment YAML from the paper-settings table, so the configs cannot drift apart.
+"""Write every experiment YAML from the methods' settings, so the configs cannot drift apart.
 
-    python experiments/make_configs.py      # rewrites experiments/methods/*.yaml and experiments/<data>_<method>.yaml
+    python experiments/make_configs.py            # rewrites experiments/methods/*.yaml and experiments/<data>_<method>.yaml
+    python experiments/make_configs.py --out DIR  # writes them under DIR instead (tests compare DIR with experiments/)
 
-Sources: ``hashbench/paper_settings.py`` (each method's schedule, per-dataset protocols and settings; model
-hyperparameters come from each method class's own signature) and the hand-written data blocks
-``experiments/data/<dataset>.yaml``. A new method appears here once it is registered and has its table row.
+Sources: each registered method class (its ``paper_settings`` schedule; model hyperparameters from its own
+signature), ``hashbench/paper_settings.py`` (per-dataset protocols and settings) and the hand-written data blocks
+``experiments/data/<dataset>.yaml``. A new method appears here once its file registers it with its ``paper_settings``.
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import sys
 from pathlib import Path
@@ -49,23 +51,25 @@ def thulab_dch() -> dict:
     return cfg
 
 
-def main() -> None:
-    (HERE / "methods").mkdir(exist_ok=True)
+def main(out: Path = HERE) -> None:
+    (out / "methods").mkdir(parents=True, exist_ok=True)
     for name in method_names():
-        m = S.METHODS[name]
+        m = S.settings_of(name)
         cfg = S.method_config(name)  # no dataset: no protocol and no validation queries of a dataset
-        dump(HERE / "methods" / f"{name}.yaml", cfg,
+        dump(out / "methods" / f"{name}.yaml", cfg,
              f"{name}: {m.source}. Compose: --config experiments/methods/{name}.yaml --config experiments/data/<d>.yaml")
     for dataset in S.DATASETS:
         for name in method_names():
             if S.writes_config(name, dataset):
-                dump(HERE / f"{dataset}_{name}.yaml", pair_config(dataset, name),
+                dump(out / f"{dataset}_{name}.yaml", pair_config(dataset, name),
                      f"{name} on {dataset} ({data_block(S.data_file(name, dataset))['class_path']}): "
-                     f"{S.METHODS[name].source}")
-    dump(HERE / "cifar_dch_thulab.yaml", thulab_dch(),
+                     f"{S.settings_of(name).source}")
+    dump(out / "cifar_dch_thulab.yaml", thulab_dch(),
          "DCH as the official TF code trains it (thulab/DeepHash@9907613: momentum SGD 5e-3, lr ×1/×2 on conv1–fc7 "
          "weights/biases and ×10/×20 on the hash layer's, ×0.1 every 10,000 steps; γ 30 per the maintainer, issue #38)")
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description="Write every experiment config from the methods' settings.")
+    parser.add_argument("--out", type=Path, default=HERE, help="folder to write into (default: experiments/)")
+    main(parser.parse_args().out)

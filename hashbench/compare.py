@@ -3,7 +3,7 @@
     hashbench compare --config experiments/data/mnist.yaml --methods cib,bihalf,dch,greedy --bits 16,32,64 \\
         --seeds 3 --name mnist   [--parallel 8]   [any LightningCLI override, e.g. --trainer.max_epochs 5]
 
-Every run fits with its method's official schedule (``hashbench/paper_settings.py``) on the splits of YOUR data
+Every run fits with its method's official schedule (its class's ``paper_settings``) on the splits of YOUR data
 config (all methods share them), then is tested on the test queries with its final weights. Configs are stacked
 ``<method's settings> → --config files → --method-config <file>[method] → bits/seed → your overrides``.
 

@@ -274,7 +274,7 @@ class HashbenchCLI(SubcommandHooks, LightningCLI):
         to the paper's batch, so a 4-GPU run is the paper's recipe only when the user means it."""
         world = self.trainer.num_devices * self.trainer.num_nodes
         batch = getattr(self.datamodule, "batch_size", None)
-        paper = paper_settings.METHODS.get(self.identity.method)
+        paper = paper_settings.declared_settings(self.identity.method)
         if world < 2 or batch is None or paper is None or not is_global_zero():
             return
         same = batch * world == paper.batch_size

@@ -10,6 +10,7 @@ import yaml
 
 from lightning_modules import get_method, method_names, resolve_method_name
 
+from . import paper_settings
 from .config_files import resolve as resolve_config
 from .errors import ConfigError
 
@@ -93,6 +94,8 @@ def parse(argv: list[str], description: str = "") -> tuple[argparse.Namespace, l
         names = [n for m in names for n in (all_image_methods() if m.lower() == "all" else [m])]
         methods = [resolve_method_name(m) for m in names]
         baselines = [resolve_method_name(m) for m in args.baselines.split(",") if m.strip()]
+        for name in methods + baselines:  # every run's official schedule exists before the first run starts
+            paper_settings.settings_of(name)
     except ValueError as err:
         p.error(str(err))
     args.methods = list(dict.fromkeys(methods + [b for b in baselines if b not in methods]))

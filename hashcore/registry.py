@@ -1,7 +1,8 @@
 """The method registry (timm-style): each method class registers itself with ``@register_method``.
 
 This module only holds what has registered so far and imports no method: the package holding the methods imports
-its own modules before it answers a look-up by name, so a new method file is seen everywhere with no other edit. Standard library only (the pure core stays importable
+its own modules before it answers a look-up by name, so a new method file (with its ``paper_settings =
+MethodSettings(...)``) is seen everywhere with no other edit. Standard library only (the pure core stays importable
 without Lightning).
 """
 from __future__ import annotations

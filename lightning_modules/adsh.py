@@ -25,6 +25,7 @@ from torch import nn
 from .base import HashModule
 from hashcore.asymmetric import adsh_loss, adsh_similarity, adsh_update_codes
 from hashcore.distributed import gather_with_grad
+from hashcore.method_settings import MethodSettings
 from hashcore.registry import register_method
 
 
@@ -37,6 +38,12 @@ class ADSH(HashModule):
         sample_seed: seed of the per-iteration query samples.
         num_train: rows of V; None takes the size of the train loader's dataset when training starts.
     """
+
+    paper_settings = MethodSettings(
+        "jiangqy/ADSH-AAAI2018@2e95574 (ADSH_pytorch/ADSH_CIFAR_10.py, utils/adsh_loss.py): network fully "
+        "trained, SGD lr 1e-3 (no momentum), wd 5e-4, batch 64, γ 200, 2,000 sampled queries per outer iteration,"
+        " 3 epochs per iteration, V updated bit by bit after each, 50 iterations, lr ÷10 every 10 iterations",
+        epochs=150, batch_size=64, val_every=15)
 
     train_transform = "resize_center_crop"
     supervised = True

@@ -26,9 +26,14 @@ from .base import HashModule
 from hashcore.distributed import gather_with_grad, global_rank, world_size
 from hashcore.hash_layers import bihalf, sign_pull
 from hashcore.losses import bit_balance_penalty
+from hashcore.method_settings import MethodSettings
 from hashcore.registry import register_method
 
 OFFICIAL_MILESTONES = [60, 80]
+#: the study's schedule (MNIST only); the official evaluation ranks a shuffled database with an unstable sort, so the
+#: tie-averaged mAP is reported next to the suite's stable one; no radius metrics (the paper reports none)
+_AE_SCHEDULE = dict(epochs=100, batch_size=128, val_every=25, datasets=("mnist",),
+                    retrieval={"tie_averaged": True, "radius": None})
 
 
 class HashAutoencoder(HashModule):
@@ -138,6 +143,12 @@ class HashAutoencoder(HashModule):
 class SignAutoencoder(HashAutoencoder):
     """The study's sign layer (``AutoEncoder/Sign.py``): sign, straight-through + γ(U − B)/(N·K), γ 0.2."""
 
+    paper_settings = MethodSettings(
+        "liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a (AutoEncoder/Sign.py): MLP autoencoder "
+        "784-256-K-256-784 on binarised MNIST, BCE, sign layer (straight-through + γ(U−B)/(N·K), γ 0.2), Adam "
+        "1e-3, wd 1e-5, batch 128, 100 epochs, lr ×0.1 at epochs 60 and 80",
+        **_AE_SCHEDULE)
+
     layer = "sign"
 
     def __init__(self, bits: int = 16, gamma: float = 0.2, backbone: str = "mnist_mlp", pretrained: bool = False,
@@ -152,6 +163,12 @@ class SignAutoencoder(HashAutoencoder):
 class SignRegAutoencoder(HashAutoencoder):
     """The study's sign + reg layer (``AutoEncoder/SignReg.py``): the sign layer plus α · bit-balance penalty, α 1."""
 
+    paper_settings = MethodSettings(
+        "liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a (AutoEncoder/SignReg.py): MLP autoencoder "
+        "784-256-K-256-784 on binarised MNIST, BCE, sign layer (γ 0.2) + bit balance α·mean((Bᵀ1/N)²)/2, α 1, "
+        "Adam 1e-3, wd 1e-5, batch 128, 100 epochs, lr ×0.1 at epochs 60 and 80",
+        **_AE_SCHEDULE)
+
     layer = "sign"
 
     def __init__(self, bits: int = 16, gamma: float = 0.2, alpha: float = 1.0, backbone: str = "mnist_mlp",
@@ -165,6 +182,12 @@ class SignRegAutoencoder(HashAutoencoder):
 @register_method("ae_bihalf", aliases=("bihalf_autoencoder",))
 class BiHalfAutoencoder(HashAutoencoder):
     """The study's Bi-half layer (``AutoEncoder/BiHalf.py``): half/half per bit over the batch, γ 1."""
+
+    paper_settings = MethodSettings(
+        "liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a (AutoEncoder/BiHalf.py): MLP autoencoder "
+        "784-256-K-256-784 on binarised MNIST, BCE, Bi-half layer (γ 1), Adam 1e-3, wd 1e-5, batch 128, 100 "
+        "epochs, lr ×0.1 at epochs 60 and 80",
+        **_AE_SCHEDULE)
 
     layer = "bihalf"
     min_batch_size = 2

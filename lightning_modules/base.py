@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .backbones import BackboneMismatchError, build_backbone
+from hashcore.method_settings import MethodSettings
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
               "rmsprop": torch.optim.RMSprop}
@@ -86,6 +87,10 @@ class HashModule(L.LightningModule):
     #: reads images (or their backbone features); False for a method that needs other inputs (the autoencoder study's
     #: flat binarised pixels), which ``hashbench compare --methods all`` leaves out
     image_input: bool = True
+    # ---- how the official code trains it: read by hashbench.paper_settings (configs, compare) ----
+    #: ``MethodSettings(...)`` (hashcore/method_settings.py), set by each registered method class itself; a subclass
+    #: registered as another method sets its own (the parent's is never inherited silently)
+    paper_settings: Optional[MethodSettings] = None
 
     def __init__(self, bits: int = 64, backbone: str = "vgg16", pretrained: bool = True,
                  weights_path: Optional[str] = None, freeze: bool = True,

@@ -21,6 +21,7 @@ from .base import HashModule
 from hashcore.distributed import gather_with_grad
 from hashcore.hash_layers import bihalf
 from hashcore.losses import cosine_mse_halves
+from hashcore.method_settings import MethodSettings
 from hashcore.registry import register_method
 
 
@@ -30,6 +31,11 @@ class BiHalfNet(HashModule):
         gamma: strength of the backward pull of U towards the half/half codes B, divided by N·K
             (official 6; paper 3).
     """
+
+    paper_settings = MethodSettings(
+        "liyunqianggyn/Deep-Unsupervised-Image-Hashing@1cd671a (ImageHashing/Cifar10_I.py): SGD 1e-4, momentum "
+        "0.9, wd 5e-4, batch 32, γ 6, 300 epochs, lr ×0.1 every 120, evaluation every 10",
+        epochs=300, batch_size=32, val_every=10)
 
     min_batch_size = 2
     even_batch_size = True

@@ -19,6 +19,7 @@ from .base import HashModule, mlp_head
 from hashcore.distributed import gather_with_grad
 from hashcore.hash_layers import cib_binarize
 from hashcore.losses import cib_kl, nt_xent
+from hashcore.method_settings import MethodSettings
 from hashcore.registry import register_method
 
 
@@ -31,6 +32,11 @@ class CIBHash(HashModule):
         hidden_dim: width of the hidden layer of the hash MLP (official 1024).
         gather_negatives: under DDP use every rank's samples as negatives (the global batch, as on one GPU).
     """
+
+    paper_settings = MethodSettings(
+        "zexuanqiu/CIBHash@4c896ee (model/CIBHash.py, main.py): Adam 1e-3, batch 64, τ 0.3, β 1e-3, 60 epochs (≥ "
+        "80 at 16 bits), validation every 20 epochs, best validation epoch kept",
+        epochs=60, batch_size=64, val_every=20, select_on_validation=True, epochs_at_bits={16: 80})
 
     train_views = 2
     train_transform = "cibhash"

@@ -21,6 +21,7 @@ import torch
 
 from .base import HashModule, mlp_head
 from hashcore.losses import csq_hash_centers, csq_label_centers, csq_loss
+from hashcore.method_settings import MethodSettings
 from hashcore.registry import register_method
 
 
@@ -32,6 +33,12 @@ class CSQ(HashModule):
         center_seed: seed of the Bernoulli centres and of the random tie-breaking centre.
         hidden_layers: Linear(D, D) + ReLU layers before the hash layer (official 2; the DeepHash-pytorch port 0).
     """
+
+    paper_settings = MethodSettings(
+        "yuanli2333/Hadamard-Matrix-for-hashing@55cab00 (train.py, network.py; README AlexNet commands): Adam, "
+        "hash layers lr 1e-4, backbone ×0.01, lr ×0.7 every 10 epochs, batch 64, Hadamard/Bernoulli centres, λ "
+        "1e-4 (1e-3 at 16/32 bits), 90 epochs, evaluation every 5",
+        epochs=90, batch_size=64, val_every=5)
 
     train_transform = "resize_crop_flip"
     supervised = True

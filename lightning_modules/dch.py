@@ -23,6 +23,7 @@ from torch import nn
 from .base import HashModule
 from hashcore.distributed import gather_with_grad
 from hashcore.losses import dch_loss
+from hashcore.method_settings import MethodSettings
 from hashcore.registry import register_method
 
 
@@ -36,6 +37,11 @@ class DCH(HashModule):
         variant: ``paper`` or ``thulab`` (official TF code).
         q_lambda: weight of the thulab quantisation loss (official default 0).
     """
+
+    paper_settings = MethodSettings(
+        "swuxyj/DeepHash-pytorch@ab14068 (DCH.py, the paper's loss): AlexNet fully trained, RMSprop 1e-5, wd "
+        '1e-5, batch 128, γ 20, λ 0.1, 150 epochs, evaluation every 5',
+        epochs=150, batch_size=128, val_every=5)
 
     train_transform = "resize_crop_flip"
     min_batch_size = 2  # a pairwise loss

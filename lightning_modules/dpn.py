@@ -22,6 +22,7 @@ from torch import nn
 from .base import HashModule
 from .class_codes import ClassCodes
 from hashcore.losses_codebook import dpn_loss, gaussian_sign_codebook, half_negative_codebook
+from hashcore.method_settings import MethodSettings
 from hashcore.registry import register_method
 
 
@@ -33,6 +34,12 @@ class DPN(ClassCodes, HashModule):
         num_classes: classes (rows of the centres); None takes the datamodule's (handed over by the CLI).
         codebook_seed: seed of the class codes (and of the port's tie-breaking code).
     """
+
+    paper_settings = MethodSettings(
+        "kamwoh/DPN@b4d721e (main.py, scripts/train_hashing.py, models/alexnet.py): AlexNet fully trained, SGD "
+        "1e-4, momentum 0.9, wd 5e-4, batch 256, Gaussian-sign centres (no centre update), margin 1, 200 epochs, "
+        "lr ×0.1 at epoch 100",
+        epochs=200, batch_size=256, val_every=5)
 
     train_transform = "resize_crop_flip"
     supervised = True

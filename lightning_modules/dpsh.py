@@ -17,6 +17,7 @@ from torch import nn
 from .base import HashModule
 from hashcore.distributed import gather_with_grad
 from hashcore.losses import dpsh_loss
+from hashcore.method_settings import MethodSettings
 from hashcore.registry import register_method
 from .train_rows import TrainRows
 
@@ -27,6 +28,11 @@ class DPSH(TrainRows, HashModule):
         lam: weight λ of the quantization term (official ``lamda`` 10, DPSH_CIFAR_10_demo.py).
         num_train: rows of U; None takes the size of the train loader's dataset when training starts.
     """
+
+    paper_settings = MethodSettings(
+        "jiangqy/DPSH-pytorch@0423181 (DPSH_CIFAR_10.py): AlexNet fully trained, SGD lr 0.05 (no momentum), wd "
+        "1e-5, batch 128, λ 10, U and B of the whole train set by index, 150 epochs, lr ×0.1 every 50",
+        epochs=150, batch_size=128, val_every=5)
 
     train_transform = "resize_center_crop"
     supervised = True

@@ -24,6 +24,7 @@ from torch import nn
 from .base import HashModule
 from hashcore.distributed import gather_with_grad
 from hashcore.losses import dtsh_loss, dtsh_sampled_loss
+from hashcore.method_settings import MethodSettings
 from hashcore.registry import register_method
 from .train_rows import TrainRows
 
@@ -80,6 +81,13 @@ class DTSH(TrainRows, HashModule):
         alpha, lam: the port's margin α (5) and quantization weight λ (1).
         num_train: rows of U (official); None takes the size of the train loader's dataset.
     """
+
+    paper_settings = MethodSettings(
+        "Minione/DTSH@4be0707 (MatConvNet: DTSH.m, train_triplet.m, update.m): AlexNet (VGG-F there) fully "
+        "trained, SGD lr 5e-4, wd 5e-4, ×2/3 every 20 epochs, batch 128, U of the train set by index, 50×50 "
+        "triplets per other class, margin K/2, η 100, 100 epochs; multi-label data: the "
+        "swuxyj/DeepHash-pytorch@ab14068 DTSH.py port",
+        epochs=100, batch_size=128, val_every=5)
 
     train_transform = "resize_crop_flip"
     min_batch_size = 2

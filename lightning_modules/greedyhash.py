@@ -20,6 +20,7 @@ from .base import HashModule
 from hashcore.distributed import gather_with_grad
 from hashcore.hash_layers import sign_ste
 from hashcore.losses import cosine_mse_halves, greedy_penalty, greedy_supervised_loss
+from hashcore.method_settings import MethodSettings
 from hashcore.registry import register_method
 
 
@@ -31,6 +32,11 @@ class GreedyHash(HashModule):
         num_classes: classes of the supervised classifier; None takes the datamodule's (handed over by the CLI).
         multilabel_loss: ``argmax`` (CE on the first positive label, DeepHash-pytorch) or ``bce``.
     """
+
+    paper_settings = MethodSettings(
+        "ssppp/GreedyHash@e5089b2 (unsupervised_vgg.py): SGD 1e-4, momentum 0.9, wd 5e-4, batch 32, α 0.1, "
+        "constant lr, 60 epochs (300 at 16 bits), evaluation every 5",
+        epochs=60, batch_size=32, val_every=5, epochs_at_bits={16: 300})
 
     min_batch_size = 2
 

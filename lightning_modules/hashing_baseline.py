@@ -22,6 +22,7 @@ from torch import nn
 
 from .closed_form import ClosedFormHashModule
 from .itq import pca_directions
+from hashcore.method_settings import MethodSettings
 from hashcore.registry import register_method
 
 
@@ -48,6 +49,12 @@ class HashingBaseline(ClosedFormHashModule):
         seed: seed of the random rotation (and of ``pca_lowrank``'s random start).
     The default backbone is DINOv2 ViT-B/14 (LVD-142M) through timm, one of the official code's encoders.
     """
+
+    paper_settings = MethodSettings(
+        "Hashing-Baseline, ilyassmoummad/hashing-baseline@d894a14 (image/pca.py, get_model.py): frozen backbone, "
+        "PCA (torch.pca_lowrank, q = K, niter 2), random orthogonal rotation, threshold at 0; batch 256; fitted "
+        "in one pass over the train split",
+        epochs=1, batch_size=256, val_every=1)
 
     def __init__(self, bits: int = 64, pca: Literal["lowrank", "exact"] = "lowrank", seed: int = 0,
                  backbone: str = "timm:vit_base_patch14_dinov2.lvd142m", **kwargs):

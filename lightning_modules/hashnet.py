@@ -7,7 +7,7 @@ Official code ``thuml/HashNet@85387b8`` (docs/methods.md#hashnet):
   independently drawn batches of 36 (here the first and second half of a batch of 72), similar pairs weighted by
   ``class_num``, dot products scaled by α = 10/K, log-sum replaced by its asymptote above 15.
 - ``pytorch/src/train.py``: SGD lr (README: 3e-4), momentum 0.9, Nesterov, wd 5e-4, hash layer ×10,
-  lr ×0.5 every 2,000 iterations, 10,000 iterations (an iteration schedule: ``max_steps`` in the settings table).
+  lr ×0.5 every 2,000 iterations, 10,000 iterations (an iteration schedule: ``max_steps`` in its ``paper_settings``).
 β here is a function of the optimiser step (``global_step``), so a resumed run continues the same continuation.
 Paper vs code: ``weighting="paper"`` gives eq. 2's |S|/|S1|, |S|/|S0| weights; ``pairs="all"`` takes every pair of
 the batch (swuxyj/DeepHash-pytorch@ab14068:HashNet.py). Under DDP the pairs are taken over the global batch.
@@ -23,6 +23,7 @@ from torch import nn
 from .base import HashModule
 from hashcore.distributed import gather_with_grad
 from hashcore.losses import hashnet_loss
+from hashcore.method_settings import MethodSettings
 from hashcore.registry import register_method
 
 
@@ -37,6 +38,12 @@ class HashNet(HashModule):
         beta_step, beta_gamma, beta_power: β = (1 + beta_gamma·n)^beta_power with n the number of training steps
             rounded down to a multiple of beta_step (official 200, 0.005, 0.5).
     """
+
+    paper_settings = MethodSettings(
+        "thuml/HashNet@85387b8 (pytorch/src/train.py, loss.py, network.py): AlexNet fully trained, SGD lr 3e-4 "
+        "(README), momentum 0.9, Nesterov, wd 5e-4, hash layer ×10, lr ×0.5 every 2,000 iterations, batch 2×36 "
+        "paired across halves, α 10/K, class_num 1, β = (1 + 0.005·t)^0.5 every 200 iterations, 10,000 iterations",
+        epochs=-1, batch_size=72, val_every=5, max_steps=10000)
 
     train_transform = "resize_crop_flip"
     min_batch_size = 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from .closed_form import ClosedFormHashModule
+from hashcore.method_settings import MethodSettings
 from hashcore.registry import register_method
 
 
@@ -45,6 +46,11 @@ class ITQ(ClosedFormHashModule):
         iterations: alternating updates of B and R (the paper and ``ITQ.m``: 50).
         seed: seed of the initial random rotation.
     """
+
+    paper_settings = MethodSettings(
+        "PCA + 50 iterations of orthogonal rotation (Gong & Lazebnik, CVPR 2011, ITQ.m), fitted in one pass over "
+        "the train split",
+        epochs=1, batch_size=256, val_every=1)
 
     def __init__(self, bits: int = 64, iterations: int = 50, seed: int = 0, backbone: str = "vgg16", **kwargs):
         super().__init__(bits=bits, backbone=backbone, **kwargs)

@@ -9,12 +9,18 @@ from __future__ import annotations
 import torch
 
 from .closed_form import ClosedFormHashModule
+from hashcore.method_settings import MethodSettings
 from hashcore.registry import register_method
 
 
 @register_method("lsh")
 class LSH(ClosedFormHashModule):
     """Args (besides :class:`HashModule`'s): seed: seed of the Gaussian projection W."""
+
+    paper_settings = MethodSettings(
+        "random Gaussian projections of the centred features (Charikar, STOC 2002), fitted in one pass over the "
+        "train split",
+        epochs=1, batch_size=256, val_every=1)
 
     def __init__(self, bits: int = 64, seed: int = 0, backbone: str = "vgg16", **kwargs):
         super().__init__(bits=bits, backbone=backbone, **kwargs)

@@ -22,6 +22,7 @@ from .base import HashModule
 from .class_codes import ClassCodes
 from hashcore.distributed import gather_with_grad
 from hashcore.losses_codebook import bernoulli_codebook, orthohash_loss
+from hashcore.method_settings import MethodSettings
 from hashcore.registry import register_method
 
 
@@ -35,6 +36,13 @@ class OrthoHash(ClassCodes, HashModule):
         num_classes: classes (rows of the codebook); None takes the datamodule's (handed over by the CLI).
         codebook_seed: seed of the Bernoulli codebook.
     """
+
+    paper_settings = MethodSettings(
+        "kamwoh/orthohash@94c4a03 (main.py, scripts/train_hashing.py, functions/loss/orthohash.py, "
+        "models/alexnet.py): AlexNet fully trained, Adam 1e-4, wd 5e-4, backbone lr ×0.1, batch 256, Bernoulli "
+        "codebook, s 8, m 0.2 (0.3 in the README's CIFAR-10 command), quantization 0, 100 epochs, lr ×0.1 at "
+        'epoch 80',
+        epochs=100, batch_size=256, val_every=5)
 
     train_transform = "resize_crop_flip"
     supervised = True

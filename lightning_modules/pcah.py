@@ -11,12 +11,18 @@ import torch
 
 from .closed_form import ClosedFormHashModule
 from .itq import pca_directions
+from hashcore.method_settings import MethodSettings
 from hashcore.registry import register_method
 
 
 @register_method("pcah", aliases=("pca", "pca_hashing"))
 class PCAH(ClosedFormHashModule):
     """Args: those of :class:`HashModule`; nothing else to choose."""
+
+    paper_settings = MethodSettings(
+        "PCA + sign (PCAH, the PCA-Direct baseline of Gong & Lazebnik's ITQ code; CISiPLab/cisip-FIRe@e8826c4 "
+        'functions/loss/pca.py), fitted in one pass over the train split',
+        epochs=1, batch_size=256, val_every=1)
 
     def __init__(self, bits: int = 64, backbone: str = "vgg16", **kwargs):
         super().__init__(bits=bits, backbone=backbone, **kwargs)

@@ -23,6 +23,7 @@ import torch
 
 from .closed_form import ClosedFormHashModule
 from .itq import pca_directions
+from hashcore.method_settings import MethodSettings
 from hashcore.registry import register_method
 
 #: MATLAB's ``eps`` (the spacing of doubles at 1.0), added to the box in ``trainSH.m``
@@ -53,6 +54,11 @@ def spectral_scores(projected: torch.Tensor, mn: torch.Tensor, mx: torch.Tensor,
 @register_method("sh", aliases=("spectral_hashing", "spech"))
 class SpectralHashing(ClosedFormHashModule):
     """Args: those of :class:`HashModule`; ``trainSH.m`` has no other parameter."""
+
+    paper_settings = MethodSettings(
+        "spectral hashing (Weiss, Torralba & Fergus, NIPS 2008), the authors' trainSH.m/compressSH.m: PCA, "
+        'bounding box, the K smallest analytical eigenfunctions; fitted in one pass over the train split',
+        epochs=1, batch_size=256, val_every=1)
 
     def __init__(self, bits: int = 64, backbone: str = "vgg16", **kwargs):
         super().__init__(bits=bits, backbone=backbone, **kwargs)
