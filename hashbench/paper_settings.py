@@ -105,6 +105,12 @@ METHODS: dict[str, MethodSettings] = {
         "SGD lr 1e-3 (no momentum), wd 5e-4, batch 64, γ 200, 2,000 sampled queries per outer iteration, 3 epochs "
         "per iteration, V updated bit by bit after each, 50 iterations, lr ÷10 every 10 iterations",
         epochs=150, batch_size=64, val_every=15),
+    "dfh": MethodSettings(
+        "liyunqianggyn/Push-for-Quantization-Deep-Fisher-Hashing@43c62aa (Main.py, models/DFH_loss.py, center.py): "
+        "AlexNet fully trained, SGD lr 0.01, momentum 0.9, wd 5e-4, batch 128, U of the train set by index, class "
+        "centres by discrete cyclic coordinate descent, margin 0, η 0.5, μ 1, ν 1, 150 epochs, lr ×0.1 every 50, "
+        "evaluation every 10",
+        epochs=150, batch_size=128, val_every=10),
     "pcah": MethodSettings("PCA + sign (PCAH, the PCA-Direct baseline of Gong & Lazebnik's ITQ code; "
                            "CISiPLab/cisip-FIRe@e8826c4 functions/loss/pca.py), fitted in one pass over the train split",
                            epochs=1, batch_size=256, val_every=1),
