@@ -83,6 +83,7 @@ def _on_images(name: str) -> bool:
 METHODS = {name: _registered(name) for name in method_names() if not get_method(name).baseline and _on_images(name)}
 METHODS["greedy-supervised"] = lambda: GreedyHash(bits=8, supervised=True, num_classes=4, **SGD)
 METHODS["dtsh-port"] = lambda: get_method("dtsh")(bits=8, variant="port", **SGD)  # all triplets of the batch
+METHODS["dfh-relaxed"] = lambda: get_method("dfh")(bits=8, center_update="relaxed", **SGD)  # 200 V steps per batch
 # ADSH with one epoch per outer iteration: the step is followed by the closed-form update of its database codes V
 METHODS["adsh-v-update"] = lambda: get_method("adsh")(bits=8, iteration_epochs=1, **SGD)
 

@@ -1,6 +1,6 @@
 """OrthoHash and DPN losses against hand computations: python loops over images, classes and bits for the values,
 and gradients derived by hand (chain rule written out), never a call of the code under test.
-(DFH is not implemented yet: see docs/methods.md.)"""
+(DFH's losses: tests/test_losses_dfh.py.)"""
 import math
 
 import numpy as np
