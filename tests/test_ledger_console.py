@@ -58,6 +58,27 @@ def test_compare_shows_the_matching_ledger_row(setup):
     assert all(r["verdict"] and r["delta"] == "" for r in rows if r["method"] == "ae_sign")
 
 
+def test_compare_holds_the_autoencoder_study_against_the_official_runs(setup):
+    """The shipped ledger (experiments/reported/bihalf_autoencoder.yaml): the study's compare at 16 bits shows the
+    official script's number next to ours, with Δ and a verdict over both sides' seeds."""
+    tmp_path, root, env = setup
+    env = {k: v for k, v in env.items() if k != "HASHBENCH_LEDGER"}  # the ledger as shipped
+    cmd = [str(HASHBENCH), "compare", "--config", str(REPO / "experiments" / "data" / "mnist_binary.yaml"),
+           "--methods", "ae_bihalf", "--bits", "16", "--seeds", "2", "--baselines", "", "--name", "study",
+           "--data.root", str(root), *TINY]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = tmp_path / "results" / "study"
+    summary = (folder / "summary.md").read_text()
+    line = next(l for l in summary.splitlines() if l.startswith("| ae_bihalf | 16 | mAP@all |"))
+    assert "| 0.4606 |" in line and "official code run" in line and "BiHalf.py" in line
+    assert "2 seeds vs 1 official seed" in line  # a verdict (agrees / below official) over both sides' seeds
+    rows = list(csv.DictReader((folder / "runs.csv").open()))
+    assert len(rows) == 2 and all(r["reported"] == "0.4606" for r in rows)
+    mean = sum(float(r["mAP@all"]) for r in rows) / 2
+    assert float(rows[0]["delta"]) == pytest.approx(mean - 0.4606, abs=1e-4)
+
+
 def test_reproduce_runs_the_ledger_rows_and_prints_paper_vs_ours(setup):
     tmp_path, root, env = setup
     cmd = [str(HASHBENCH), "reproduce", "toy:t1", "--seeds", "1", "--data.root", str(root), *TINY]
