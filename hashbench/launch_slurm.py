@@ -13,7 +13,7 @@ runs.csv, runs.json, summary.md and the figures, as a local sweep writes them. A
 its time limit is requeued by submitit (the job is ``Checkpointable``) and its run resumes from its last epoch.
 
 ``--launcher local-submitit`` is submitit's ``LocalExecutor``: the same path with the jobs as local background
-processes (the tests use it; handy on a box without SLURM). Why submitit and not another engine: docs/sweeps_cluster.md.
+processes (the tests use it; handy on a box without SLURM). Why submitit and not another engine: docs/sweeps.md.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ _SUBMIT_OPTIONS = {"--launcher": 1, "--launcher-config": 1, "--slurm-partition":
 
 def add_cluster_options(p: argparse.ArgumentParser) -> None:
     """compare's options for SLURM and for watching a sweep (one block, so compare.py keeps one call)."""
-    g = p.add_argument_group("cluster and status (docs/sweeps_cluster.md)")
+    g = p.add_argument_group("cluster and status (docs/sweeps.md)")
     g.add_argument("--status", action="store_true",
                    help="show the grid instead of running it: finished (mAP), running (epoch e/E, loss, elapsed, "
                         "ETA), queued, failed (log path), from the run folders and jobs.json; for runs of any "
