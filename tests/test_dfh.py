@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from hashcore.registry import get_method
+from lightning_modules import get_method
 from tests.test_losses_dfh import _discrete_by_hand
 from tests.test_method_state import TINY, OrderedToyData, _fit
 

@@ -13,7 +13,8 @@ from hashbench import paper_settings
 from hashbench.lightning_cli import run_cli
 from hashcore import registry
 from hashcore.method_settings import MethodSettings
-from hashcore.registry import get_method, method_names, register_method
+from hashcore.registry import register_method
+from lightning_modules import get_method, method_names
 from tests.console_fixtures import EXP, REPO, console
 
 sys.path.insert(0, str(EXP))
