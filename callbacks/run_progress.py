@@ -208,6 +208,14 @@ class ProgressBoard:
             self.stream.write(result_line + "\n")
             self.stream.flush()
 
+    def clear(self) -> None:
+        """Remove the live lines (the sweep ended or was stopped); result lines stay."""
+        if self.tty:
+            self._erase()
+            self.stream.flush()
+        self.lines.clear()
+        self.logged.clear()
+
     def _erase(self) -> None:
         if self.drawn:  # to the first live line, then clear to the end of the screen
             self.stream.write(f"\x1b[{self.drawn}F\x1b[J")

@@ -27,7 +27,7 @@ class RunOutcome:
 
 
 def fit_and_test(cell: Cell, cell_args: list[str], run_dir: Path, digest: str, *, out: Path, examples: int,
-                 verbose: bool, writer: bool, code_row: dict) -> RunOutcome:
+                 verbose: bool, writer: bool, code_row: dict, live: bool = True) -> RunOutcome:
     """Fit + test one configuration in this process (resuming ``run_dir``'s last checkpoint); its row."""
     from callbacks.feature_cache import FeatureCache
     from callbacks.retrieval import RetrievalEvaluation
@@ -48,7 +48,7 @@ def fit_and_test(cell: Cell, cell_args: list[str], run_dir: Path, digest: str, *
         evaluator.save_dir = str(run_dir / "retrieval")
         evaluator.examples = examples
         evaluator.print_results = False  # one line per run here, the table at the end
-        trainer.callbacks.append(RunProgress(cell.method, cell.bits, cell.seed, show=not verbose))
+        trainer.callbacks.append(RunProgress(cell.method, cell.bits, cell.seed, show=live and not verbose))
         if not verbose:
             for cb in trainer.callbacks:  # the per-run line gives the time; no progress bars in a sweep
                 if isinstance(cb, FeatureCache):

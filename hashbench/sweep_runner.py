@@ -4,9 +4,11 @@ rebuild the tables. Results and messages are the same whichever way the runs wer
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
@@ -73,7 +75,8 @@ class SweepRunner:
     def run(self, cell: Cell, cell_args: list[str], run_dir: Path, digest: str) -> dict:
         """Fit + test one configuration in this process; its row (also written to ``run_dir/result.json``)."""
         outcome = fit_and_test(cell, cell_args, run_dir, digest, out=self.out, examples=self.args.examples,
-                               verbose=self.args.verbose, writer=self.writer, code_row=self.code.as_row())
+                               verbose=self.args.verbose, writer=self.writer, code_row=self.code.as_row(),
+                               live=self.plan is None)  # --parallel: the leader draws every running run's line
         self.uses_wandb |= outcome.logged_to_wandb
         if outcome.logged_to_wandb:
             self.wandb_mode = outcome.wandb_mode
@@ -140,7 +143,8 @@ class SweepRunner:
                 self.decisions.publish({"action": "train", "method": cell.method, "bits": cell.bits,
                                         "seed": cell.seed, "digest": item.digest, "run_dir": run_dir.name})
                 row = self._train(cell, item.cell_args, run_dir, item.digest, failed)
-                self.say(f"{item.head} {result_line(row)}")
+                if self.plan is None or row.get("status") != "ok":  # --parallel: the leader prints finished runs
+                    self.say(f"{item.head} {result_line(row)}")
         finally:
             lock.release()
         self.done += 1
@@ -241,7 +245,7 @@ class SweepRunner:
             try:
                 with sweep_parallel.sigterm_as_ctrl_c():
                     sweep_parallel.start_workers(self.argv or [], plan, slots, procs)
-                    sweep_parallel.wait_all(procs)
+                    self._watch(procs, planned)
             except KeyboardInterrupt:
                 sweep_parallel.stop_workers(procs)
                 failed = self._collect(plan, procs, planned)
@@ -250,6 +254,32 @@ class SweepRunner:
             failed = self._collect(plan, procs, planned)
             plan.remove()
         return self._finish(failed)
+
+    def _watch(self, procs: list, planned: list[Planned], every_s: float = 0.5) -> None:
+        """Until every worker ended: one live line per running run (method, bits, seed, epoch e/E, loss, elapsed,
+        ETA, from its progress.json), which gives way to the run's result line when its result.json appears."""
+        from callbacks.run_progress import ProgressBoard
+
+        board = ProgressBoard()
+        pending = {item.run_dir.name: item for item in planned}
+        try:
+            while pending:
+                ended = all(proc.poll() is not None for proc in procs)
+                for name, item in list(pending.items()):
+                    result = item.run_dir / "result.json"
+                    if result.is_file():
+                        row = json.loads(result.read_text())  # written atomically by the worker
+                        board.finish(name, f"{item.head} {result_line(row)}")
+                        del pending[name]
+                        continue
+                    progress = board.read(item.run_dir)
+                    if progress and progress.get("state") in ("running", "testing"):
+                        board.update(name, progress)
+                if ended:
+                    break
+                time.sleep(every_s)
+        finally:
+            board.clear()
 
     def _collect(self, plan: SharedPlan, procs: list, planned: list[Planned]) -> list[dict]:
         """The workers' failed runs and W&B use; a worker that died says which runs it left untrained."""

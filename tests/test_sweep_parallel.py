@@ -26,10 +26,11 @@ MINIATURE = ["--data.query_size", "2", "--data.train_size", "5", "--data.databas
 
 
 class HoldLongRuns(Callback):
-    """With ``$HOLD_DIR`` set, a 16-bit run waits at the start of training (a file ``<pid>`` in that folder says so)
-    until the test stops the sweep: the "long" runs of a sweep that the test interrupts mid-way. A no-op otherwise."""
+    """With ``$HOLD_DIR`` set, a 16-bit run waits at the start of its first epoch (a file ``<pid>`` in that folder says
+    so) until the test stops the sweep: the "long" runs of a sweep that the test interrupts mid-way, their progress
+    (epoch 0) already written. A no-op otherwise."""
 
-    def on_train_start(self, trainer, pl_module) -> None:
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
         folder = os.environ.get("HOLD_DIR")
         if not folder or int(pl_module.hparams.get("bits", 0)) != 16:
             return
@@ -99,10 +100,13 @@ def test_parallel_sweep_stopped_mid_way_resumes_to_the_same_rows(sequential, tmp
     while not (len(list(out.glob("runs/*/result.json"))) == 2 and len(list(hold.iterdir())) == 2):
         assert leader.poll() is None and time.monotonic() < deadline, leader.communicate()
         time.sleep(0.2)
+    time.sleep(2)  # the leader looks at its runs' progress every 0.5 s: let it draw the held runs' live lines
     leader.send_signal(signal.SIGTERM)
     stdout, stderr = leader.communicate(timeout=600)
     assert leader.returncode == 130, stdout[-3000:] + stderr[-3000:]
     assert "interrupted after 2 of 4 runs" in stdout and "Run the same command again" in stdout, stdout
+    for method in ("bihalf", "itq"):  # the leader showed each running run's live line (from its progress.json)
+        assert f"  {method} 16 bits seed 0: epoch 0/1" in stdout, stdout
     workers = [int(p.name) for p in hold.iterdir()]
     assert len(set(workers)) == 2
     for pid in workers:  # the leader stopped its workers before exiting
