@@ -21,7 +21,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from filelock import FileLock, Timeout
 
@@ -134,15 +134,7 @@ class Decisions:
             info = json.loads((self.dir / "leader.json").read_text())
         except (OSError, ValueError):
             return True  # not written yet
-        if info.get("host") != socket.gethostname():
-            return True  # cannot tell from here
-        try:
-            os.kill(int(info["pid"]), 0)
-        except ProcessLookupError:
-            return False
-        except (OSError, ValueError, KeyError):
-            pass
-        return True
+        return alive_pid(info.get("host"), info.get("pid")) is not False
 
     def close(self, followers: bool) -> None:
         """The leader removes its decisions when no rank follows them (else they may still be reading: those are
@@ -156,6 +148,19 @@ class Decisions:
                     for f in old.iterdir():
                         f.unlink()
                     old.rmdir()
+
+
+def alive_pid(host: Optional[str], pid) -> Optional[bool]:
+    """Whether a process lives (None: on another host, cannot tell from here; True when the record is unreadable)."""
+    if host and host != socket.gethostname():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError, TypeError):
+        return True
+    return True
 
 
 class SharedPlan:
@@ -195,13 +200,10 @@ class SharedPlan:
 
     def _leader_alive(self) -> bool:
         try:
-            pid = int(json.loads((self.dir / "plan.json").read_text())["leader"]["pid"])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
+            leader = json.loads((self.dir / "plan.json").read_text())["leader"]
         except (OSError, ValueError, KeyError):
-            pass
-        return True
+            return True  # cannot tell
+        return alive_pid(leader.get("host"), leader.get("pid")) is not False
 
     def report_path(self, worker: int) -> Path:
         return self.dir / f"worker-{worker}.json"

@@ -15,15 +15,15 @@ other machines sharing the folder, and SLURM jobs.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Optional
 
 from callbacks.run_progress import PROGRESS_FILE, duration, progress_text
+
+from .sweep_locks import alive_pid
 
 JOBS_FILE = "jobs.json"
 STATES = ("finished", "running", "queued", "failed", "stopped", "not started")
@@ -51,19 +51,6 @@ def plan(runner, cells, config_hash) -> list[dict]:
         digest = config_hash(runner.cli_args(cell))
         planned.append({"cell": cell, "run_dir": runner.run_dir(cell, digest)})
     return planned
-
-
-def alive_pid(host: Optional[str], pid) -> Optional[bool]:
-    """Whether a process lives (None: on another host, cannot tell from here)."""
-    if host and host != socket.gethostname():
-        return None
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (OSError, ValueError, TypeError):
-        return True
-    return True
 
 
 def _read_json(path: Path) -> Optional[dict]:
