@@ -3,13 +3,11 @@ resume (``--ckpt_path last``, compare, a requeued ``fit``) continues from whiche
 further (by the saved step/epoch, not the file time), in the same run folder and W&B run. The signal is simulated the
 way Lightning's own tests do: the SLURM environment variables set, SIGUSR1 sent, ``scontrol`` replaced."""
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 
@@ -63,21 +61,7 @@ def test_an_unreadable_hpc_checkpoint_never_wins(tmp_path):
 
 
 # ---- the real thing: Lightning's SLURM signal handler writes the checkpoint, the requeued command resumes it ------
-class RequeueAt(L.Callback):
-    """SIGUSR1 at ``step`` of ``epoch`` (what SLURM sends before preempting: Lightning saves hpc_ckpt_N.ckpt and
-    runs ``scontrol requeue``), then SIGKILL (SLURM ending the job)."""
-
-    def __init__(self, epoch: int = 1, step: int = 1):
-        super().__init__()
-        self.epoch, self.step = epoch, step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.current_epoch == self.epoch and batch_idx == self.step:
-            os.kill(os.getpid(), signal.SIGUSR1)
-            time.sleep(0.5)  # the handler runs in this thread between bytecodes; give it the save
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
+# (the signal: tests.run_helpers.RequeueAt)
 def slurm_env(tmp_path: Path, restart_count: int) -> dict:
     """One task of a SLURM job (Lightning detects SLURMEnvironment from these) and an ``scontrol`` that logs."""
     fake = tmp_path / "fake_bin"
@@ -105,7 +89,7 @@ def test_requeued_job_resumes_from_lightnings_hpc_checkpoint_in_the_same_run(tmp
     write_mnist_idx(str(tmp_path / "mnist"), train_per_class=12, test_per_class=4)
     args = ["--config", "mnist_dch.yaml", *tiny(tmp_path / "mnist"), "--model.bits", "16",
             "--trainer.max_epochs", "2", "--trainer.default_root_dir", tmp_path / "runs"]
-    signal_at = '{"class_path": "tests.test_requeue.RequeueAt", "init_args": {"epoch": 1, "step": 1}}'
+    signal_at = '{"class_path": "tests.run_helpers.RequeueAt", "init_args": {"epoch": 1, "step": 1}}'
     first = lightning_fit([*args, f"--trainer.callbacks+={signal_at}"], slurm_env(tmp_path, 0), tmp_path)
     assert first.returncode == -9, first.stderr[-3000:]
     run = tmp_path / "runs" / RUN
