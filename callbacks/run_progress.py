@@ -72,11 +72,18 @@ class LiveLine:
     otherwise (logs of SLURM jobs and CI stay short)."""
 
     def __init__(self, stream: Optional[TextIO] = None, log_interval_s: float = 60.0):
-        self.stream = stream or sys.stdout
+        self._stream = stream  # None: sys.stdout when writing (ddp_spawn pickles the callbacks; a stream cannot be)
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.log_interval_s = log_interval_s
         self.printed_at = float("-inf")
         self.shown = False
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream or sys.stdout
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_stream": None}  # a spawned process writes to its own stdout
 
     def update(self, text: str) -> None:
         if self.tty:

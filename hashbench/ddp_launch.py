@@ -71,6 +71,8 @@ def _watch(trainer, timeout_s: float) -> None:
     joined, world = False, trainer.world_size
     while True:
         time.sleep(POLL_S)
+        if trainer.state.fn is None:
+            continue  # built but not run (yet): encode/compare build their Trainer first, a test may never run it
         if _spawned_here(trainer):
             return
         joined = joined or _group_formed()
@@ -101,7 +103,8 @@ def _watch(trainer, timeout_s: float) -> None:
 
 
 def watch_launch(trainer) -> None:
-    """Start the watcher for ``trainer``'s launch when it runs several processes (once per process)."""
+    """Start the watcher for ``trainer``'s launch when it runs several processes (once per process); it waits until
+    the Trainer runs (``fit``/``validate``/``test``/``predict`` set ``trainer.state.fn``) before it times anything."""
     if trainer.world_size < 2 or _started.is_set():
         return
     _started.set()

@@ -262,12 +262,17 @@ class SweepRunner:
 
         board = ProgressBoard()
         pending = {item.run_dir.name: item for item in planned}
+        started = time.time() - 1  # a result.json older than this is a --force run's old one, about to be removed
         try:
             while pending:
                 ended = all(proc.poll() is not None for proc in procs)
                 for name, item in list(pending.items()):
                     result = item.run_dir / "result.json"
-                    if result.is_file():
+                    try:
+                        fresh = result.stat().st_mtime >= started
+                    except OSError:  # not there (yet), or removed by a --force rerun meanwhile
+                        fresh = False
+                    if fresh:
                         row = json.loads(result.read_text())  # written atomically by the worker
                         board.finish(name, f"{item.head} {result_line(row)}")
                         del pending[name]
@@ -280,6 +285,7 @@ class SweepRunner:
                 time.sleep(every_s)
         finally:
             board.clear()
+        sweep_parallel.wait_all(procs)  # every run shown: the workers are still writing their reports
 
     def _collect(self, plan: SharedPlan, procs: list, planned: list[Planned]) -> list[dict]:
         """The workers' failed runs and W&B use; a worker that died says which runs it left untrained."""

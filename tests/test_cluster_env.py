@@ -80,3 +80,37 @@ def test_the_cli_names_the_global_batch_of_nodes_times_devices(monkeypatch, tmp_
                    "--trainer.default_root_dir", str(tmp_path / "runs"), "--data.batch_size", "16"], run=False)
     assert cli.trainer.world_size == WORLD
     assert "4 devices × data.batch_size 16 = global batch 64 (the paper's: 64)" in capsys.readouterr().err
+
+
+BUILT_NOT_RUN = """
+import sys, time
+from hashbench.lightning_cli import run_cli
+run_cli(sys.argv[1:], run=False)
+time.sleep(3)  # six join timeouts: the watcher of a Trainer that never runs must not end this process
+print("still here")
+"""
+
+
+def test_a_ddp_trainer_built_but_never_run_does_not_stop_its_process(tmp_path):
+    """The launch watcher once timed the rendezvous from the moment the Trainer was built: a process that only built
+    one (``run=False``, as the test above does in pytest's own process) was ended with exit code 2 by the watcher
+    ``join timeout`` seconds later, whatever it was doing by then."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.data_fixtures import write_cifar
+    from tests.test_cli import EXP, FAST
+    write_cifar(str(tmp_path / "cifar"), train_per_class=15, test_per_class=12)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CLEAN)}
+    env.update({"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HASHBENCH_DDP_JOIN_TIMEOUT": "0.5",
+                "SLURM_JOB_ID": "77", "SLURM_JOB_NAME": "hashbench", "SLURM_NTASKS": str(WORLD),
+                "SLURM_NTASKS_PER_NODE": str(PER_NODE), "SLURM_JOB_NUM_NODES": str(NODES),
+                "SLURM_NODELIST": "gpu[07-08]", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0"})
+    out = subprocess.run(
+        [sys.executable, "-c", BUILT_NOT_RUN, "--config", str(EXP / "cifar_cib.yaml"), *FAST,
+         "--data.root", str(tmp_path / "cifar"), "--trainer.devices", str(PER_NODE), "--trainer.num_nodes", str(NODES),
+         "--trainer.strategy", "ddp", "--trainer.default_root_dir", str(tmp_path / "runs")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "still here" in out.stdout, out.stderr[-2000:]
