@@ -40,7 +40,8 @@ def resolve_method_name(name: str) -> str:
 
 def get_method(name: str) -> type:
     """The LightningModule class registered as ``name`` (or an alias)."""
-    return registry.registered()[resolve_method_name(name)]
+    resolved = resolve_method_name(name)  # discovers first: registered() is a snapshot
+    return registry.registered()[resolved]
 
 
 def _exports() -> dict:

@@ -48,3 +48,10 @@ def test_a_look_up_by_name_finds_every_method_file_unaided():
                     "print(lm.resolve_method_name('CIBHash'), lm.get_method('hashnet').__name__, "
                     "','.join(sorted(lm.method_names())))").split()
     assert found == ["cib", "HashNet", ",".join(everything)]
+
+
+def test_get_method_as_the_first_look_up_of_a_fresh_process():
+    """``get_method`` once read the registry before discovering the files (a KeyError for every method when it was
+    the process's first look-up, as in ``benchmarks/bench_ae_overhead.py``)."""
+    assert _python("from lightning_modules import get_method\n"
+                   "print(get_method('ae_bihalf').__name__)") == "BiHalfAutoencoder"
