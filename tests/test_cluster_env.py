@@ -114,3 +114,34 @@ def test_a_ddp_trainer_built_but_never_run_does_not_stop_its_process(tmp_path):
          "--trainer.strategy", "ddp", "--trainer.default_root_dir", str(tmp_path / "runs")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "still here" in out.stdout, out.stderr[-2000:]
+
+
+LEAKING_PAIR = '''
+from lightning.fabric.plugins.environments import SLURMEnvironment
+import os
+
+def test_a_builds_a_slurm_environment(monkeypatch):
+    monkeypatch.setenv("SLURM_NODELIST", "gpu[07-08]")
+    assert SLURMEnvironment().main_address == "gpu07"  # Lightning also writes it into os.environ
+
+def test_b_a_later_test_sees_no_master_address():
+    assert "MASTER_ADDR" not in os.environ, os.environ["MASTER_ADDR"]
+'''
+
+
+def test_no_launcher_variable_outlives_its_test(tmp_path):
+    """A test that only built a SLURM Trainer left MASTER_ADDR=gpu07 in pytest's environment; the next DDP test's
+    subprocess inherited it and waited for a rendezvous on that node (CI hung). The suite's conftest restores the
+    launcher variables after every test; checked on a pair of tests run with it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    (tmp_path / "test_pair.py").write_text(LEAKING_PAIR)
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CLEAN)}
+    env["PYTHONPATH"] = str(repo)
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
+                          str(tmp_path / "test_pair.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and "2 passed" in out.stdout, out.stdout[-2000:]
