@@ -87,9 +87,17 @@ def latent_scatter_figure(features: dict, labels: np.ndarray, subtitle: str = ""
 
 
 def _layer_label(method: str, rows: list[dict]) -> str:
-    """The layer's name and how many seeds its points average (layers of one folder may have different counts)."""
-    n = len({r["seed"] for r in rows if r["method"] == method})
-    return f"{LAYER_NAMES[method]} ({n} seed{'s' if n > 1 else ''})"
+    """The layer's name and how many seeds its points average (a layer may have more seeds at one code length)."""
+    per_bits = {}
+    for r in rows:
+        if r["method"] == method:
+            per_bits.setdefault(r["bits"], set()).add(r["seed"])
+    counts = sorted({len(s) for s in per_bits.values()})
+    if len(counts) == 1:
+        return f"{LAYER_NAMES[method]} ({counts[0]} seed{'s' if counts[0] > 1 else ''})"
+    by_count = {n: [b for b in sorted(per_bits) if len(per_bits[b]) == n] for n in sorted(counts, reverse=True)}
+    parts = [f"{n} seed{'s' if n > 1 else ''} at {', '.join(map(str, bits))} bits" for n, bits in by_count.items()]
+    return f"{LAYER_NAMES[method]}\n(" + ",\n".join(parts) + ")"
 
 
 def map_vs_bits_figure(rows: list[dict], subtitle: str = ""):
@@ -131,7 +139,11 @@ def map_vs_bits_figure(rows: list[dict], subtitle: str = ""):
               labels=["stable: ties ranked\nin database order", "tie-averaged: expected\nover tie orders (what the\n"
                       "official shuffled\nevaluation estimates)"],
               title="mAP", fontsize=8, title_fontsize=8, loc="lower left", bbox_to_anchor=(1.01, 0))
-    how = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean ± std (error bars) over seeds {', '.join(map(str, seeds))}"
+    uneven = len({len({r["seed"] for r in rows if (r["method"], r["bits"]) == key})
+                  for key in {(r["method"], r["bits"]) for r in rows}}) > 1
+    how = (f"seed {seeds[0]}" if len(seeds) == 1 else
+           f"mean ± std (error bars) over the seeds each point has (legend; seeds {', '.join(map(str, seeds))})"
+           if uneven else f"mean ± std (error bars) over seeds {', '.join(map(str, seeds))}")
     sizes = sorted({(r.get("num_query"), r.get("num_database")) for r in rows}, key=str)
     where = "; ".join(f"{q:,} test queries, {d:,} train images as database" for q, d in sizes if q and d)
     fig.suptitle(f"Bi-half autoencoder study on MNIST ({where or 'test queries vs the train images'}):\n"

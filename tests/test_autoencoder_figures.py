@@ -55,3 +55,13 @@ def test_figures_on_a_folder_without_autoencoder_runs_is_one_clear_error(tmp_pat
 def ae_figures_config():
     from pathlib import Path
     return Path(__file__).resolve().parents[1] / "experiments" / "data" / "mnist_binary.yaml"
+
+
+def test_the_legend_says_how_many_seeds_each_code_length_has():
+    """A study with 3 seeds at 16 bits and 1 at 3 bits must not claim 3 seeds for every point."""
+    from hashbench.ae_figures import _layer_label
+    rows = [{"method": "ae_sign", "bits": 16, "seed": s} for s in (0, 1, 2)] + [
+        {"method": "ae_sign", "bits": b, "seed": 0} for b in (3, 32)]
+    label = _layer_label("ae_sign", rows)
+    assert "3 seeds at 16 bits" in label and "1 seed at 3, 32 bits" in label
+    assert _layer_label("ae_sign", rows[:3]).endswith("(3 seeds)")
