@@ -196,6 +196,11 @@ def test_progress_bar_of_a_plain_fit_is_redrawn_by_time_not_after_every_few_ms_s
     monkeypatch.setattr(ProgressBar, "get_metrics", lambda self, trainer, model: updates.append(trainer.global_step)
                         or get_metrics(self, trainer, model))
     monkeypatch.chdir(tmp_path)
+    # a clock that advances 0.1 s per reading: the bar's decisions no longer depend on how loaded the machine is
+    import types
+    from hashbench import progress_bar
+    ticks = iter(range(10**9))
+    monkeypatch.setattr(progress_bar, "time", types.SimpleNamespace(monotonic=lambda: next(ticks) * 0.1))
     steps = 300 // 4  # 300 train images, batch 4: 75 steps of a few ms
     cli = run_cli(["fit", "--config", str(REPO / "experiments" / "mnist_ae_bihalf.yaml"), "--data.root",
                    str(tiny_mnist[0]), "--data.source", "root", "--data.val_queries", "20", "--data.batch_size", "4",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hashbench import compare
+from hashbench import compare, sweep_grid
 from hashbench.errors import ConfigError
 from hashbench.launch_slurm import job_command, minutes
 from tests.data_fixtures import write_cifar
@@ -106,7 +106,7 @@ def test_slurm_time_formats():
 
 
 def test_a_job_runs_the_users_command_minus_the_submission_options_restricted_to_its_cell():
-    cell = compare.Cell("dch", 32, 2)
+    cell = sweep_grid.Cell("dch", 32, 2)
     cmd = job_command(["--config", "c.yaml", "--launcher", "slurm", "--slurm-gpus=1", "--launcher-config", "l.yaml",
                        "--bits", "16,32", "--slurm-partition", "gpu", "--trainer.max_epochs", "5"], cell)
     assert cmd[1:] == ["-m", "hashbench", "compare", "--config", "c.yaml", "--bits", "16,32",

@@ -102,7 +102,7 @@ def test_parallel_sweep_stopped_mid_way_resumes_to_the_same_rows(sequential, tmp
         time.sleep(0.2)
     time.sleep(2)  # the leader looks at its runs' progress every 0.5 s: let it draw the held runs' live lines
     leader.send_signal(signal.SIGTERM)
-    stdout, stderr = leader.communicate(timeout=600)
+    stdout, stderr = leader.communicate(timeout=1200)
     assert leader.returncode == 130, stdout[-3000:] + stderr[-3000:]
     assert "interrupted after 2 of 4 runs" in stdout and "Run the same command again" in stdout, stdout
     for method in ("bihalf", "itq"):  # the leader showed each running run's live line (from its progress.json)
@@ -129,7 +129,7 @@ def test_parallel_sweep_stopped_mid_way_resumes_to_the_same_rows(sequential, tmp
 ])
 def test_bad_parallel_values_are_one_clear_error(tmp_path, extra, env, message):
     done = subprocess.run(_cmd(tmp_path / "results", "bad", *extra), cwd=tmp_path, env=_env(tmp_path, **env),
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=1200)
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"hashbench: error: {message}"), done.stderr
