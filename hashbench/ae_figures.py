@@ -86,12 +86,17 @@ def latent_scatter_figure(features: dict, labels: np.ndarray, subtitle: str = ""
     return fig
 
 
+def _seeds_per_point(rows: list[dict]) -> dict:
+    """{(method, bits): the seeds of that point}: a layer may have more seeds at one code length than another."""
+    seeds: dict = {}
+    for r in rows:
+        seeds.setdefault((r["method"], r["bits"]), set()).add(r["seed"])
+    return seeds
+
+
 def _layer_label(method: str, rows: list[dict]) -> str:
     """The layer's name and how many seeds its points average (a layer may have more seeds at one code length)."""
-    per_bits = {}
-    for r in rows:
-        if r["method"] == method:
-            per_bits.setdefault(r["bits"], set()).add(r["seed"])
+    per_bits = {bits: seeds for (m, bits), seeds in _seeds_per_point(rows).items() if m == method}
     counts = sorted({len(s) for s in per_bits.values()})
     if len(counts) == 1:
         return f"{LAYER_NAMES[method]} ({counts[0]} seed{'s' if counts[0] > 1 else ''})"
@@ -139,8 +144,7 @@ def map_vs_bits_figure(rows: list[dict], subtitle: str = ""):
               labels=["stable: ties ranked\nin database order", "tie-averaged: expected\nover tie orders (what the\n"
                       "official shuffled\nevaluation estimates)"],
               title="mAP", fontsize=8, title_fontsize=8, loc="lower left", bbox_to_anchor=(1.01, 0))
-    uneven = len({len({r["seed"] for r in rows if (r["method"], r["bits"]) == key})
-                  for key in {(r["method"], r["bits"]) for r in rows}}) > 1
+    uneven = len({len(s) for s in _seeds_per_point(rows).values()}) > 1
     how = (f"seed {seeds[0]}" if len(seeds) == 1 else
            f"mean ± std (error bars) over the seeds each point has (legend; seeds {', '.join(map(str, seeds))})"
            if uneven else f"mean ± std (error bars) over seeds {', '.join(map(str, seeds))}")

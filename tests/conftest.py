@@ -47,22 +47,21 @@ def settled(path: str, timeout: float = 20.0) -> str:
     return path
 
 
-#: variables a launcher reads; Lightning's cluster environments write some of them into os.environ when a test only
-#: builds a Trainer (SLURMEnvironment.main_address sets MASTER_ADDR from SLURM_NODELIST), and every later DDP test's
-#: subprocess would inherit them (a rendezvous with a node named in an earlier test: a hang)
-_LAUNCHER_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK",
-                       "LOCAL_WORLD_SIZE", "PL_GLOBAL_SEED", "PL_TRAINER_GPUS")
+#: variables a launcher reads (name prefixes); Lightning's cluster environments write some of them into os.environ
+#: when a test only builds a Trainer (SLURMEnvironment.main_address sets MASTER_ADDR from SLURM_NODELIST), and every
+#: later DDP test's subprocess would inherit them (a rendezvous with a node named in an earlier test: a hang)
+LAUNCHER_VARIABLES = ("SLURM_", "RANK", "LOCAL_RANK", "WORLD_SIZE", "GROUP_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK",
+                      "MASTER_", "TORCHELASTIC_")
+_RESTORED = LAUNCHER_VARIABLES + ("PL_GLOBAL_SEED", "PL_TRAINER_GPUS")
 
 
 @pytest.fixture(autouse=True)
 def _launcher_variables_restored():
-    before = {k: os.environ.get(k) for k in _LAUNCHER_VARIABLES}
-    before.update({k: v for k, v in os.environ.items() if k.startswith(("SLURM_", "TORCHELASTIC_"))})
+    before = {k: v for k, v in os.environ.items() if k.startswith(_RESTORED)}
     yield
-    for key in [k for k in os.environ if k.startswith(("SLURM_", "TORCHELASTIC_")) and k not in before]:
-        del os.environ[key]
+    for key in [k for k in os.environ if k.startswith(_RESTORED)]:
+        if key not in before:
+            del os.environ[key]
     for key, value in before.items():
-        if value is None:
-            os.environ.pop(key, None)
-        elif os.environ.get(key) != value:
+        if os.environ.get(key) != value:
             os.environ[key] = value

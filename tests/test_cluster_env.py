@@ -8,11 +8,11 @@ from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElastic
 
 from datamodules.sampling import EpochShuffleSampler
 from hashbench.runs import is_global_zero
+from tests.conftest import LAUNCHER_VARIABLES
 
 NODES, PER_NODE = 2, 2
 WORLD = NODES * PER_NODE
-CLEAN = ("SLURM_", "RANK", "LOCAL_RANK", "WORLD_SIZE", "GROUP_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "MASTER_",
-         "TORCHELASTIC_")
+CLEAN = LAUNCHER_VARIABLES  # removed for each test: the tests set their own
 
 
 @pytest.fixture(autouse=True)
@@ -23,12 +23,17 @@ def no_scheduler(monkeypatch):
             monkeypatch.delenv(key)
 
 
-def srun_task(monkeypatch, rank: int) -> None:
+def srun_variables(rank: int) -> dict:
     """``sbatch --nodes 2 --ntasks-per-node 2`` + ``srun``: what SLURM sets in task ``rank``."""
-    for key, value in {"SLURM_JOB_ID": "77", "SLURM_JOB_NAME": "hashbench", "SLURM_NTASKS": WORLD,
-                       "SLURM_NTASKS_PER_NODE": PER_NODE, "SLURM_JOB_NUM_NODES": NODES, "SLURM_NODELIST": "gpu[07-08]",
-                       "SLURM_PROCID": rank, "SLURM_LOCALID": rank % PER_NODE, "SLURM_NODEID": rank // PER_NODE}.items():
-        monkeypatch.setenv(key, str(value))
+    return {key: str(value) for key, value in {
+        "SLURM_JOB_ID": "77", "SLURM_JOB_NAME": "hashbench", "SLURM_NTASKS": WORLD, "SLURM_NTASKS_PER_NODE": PER_NODE,
+        "SLURM_JOB_NUM_NODES": NODES, "SLURM_NODELIST": "gpu[07-08]", "SLURM_PROCID": rank,
+        "SLURM_LOCALID": rank % PER_NODE, "SLURM_NODEID": rank // PER_NODE}.items()}
+
+
+def srun_task(monkeypatch, rank: int) -> None:
+    for key, value in srun_variables(rank).items():
+        monkeypatch.setenv(key, value)
 
 
 def torchrun_worker(monkeypatch, rank: int) -> None:
@@ -105,9 +110,7 @@ def test_a_ddp_trainer_built_but_never_run_does_not_stop_its_process(tmp_path):
     write_cifar(str(tmp_path / "cifar"), train_per_class=15, test_per_class=12)
     env = {k: v for k, v in os.environ.items() if not k.startswith(CLEAN)}
     env.update({"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HASHBENCH_DDP_JOIN_TIMEOUT": "0.5",
-                "SLURM_JOB_ID": "77", "SLURM_JOB_NAME": "hashbench", "SLURM_NTASKS": str(WORLD),
-                "SLURM_NTASKS_PER_NODE": str(PER_NODE), "SLURM_JOB_NUM_NODES": str(NODES),
-                "SLURM_NODELIST": "gpu[07-08]", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0"})
+                **srun_variables(0)})
     out = subprocess.run(
         [sys.executable, "-c", BUILT_NOT_RUN, "--config", str(EXP / "cifar_cib.yaml"), *FAST,
          "--data.root", str(tmp_path / "cifar"), "--trainer.devices", str(PER_NODE), "--trainer.num_nodes", str(NODES),
