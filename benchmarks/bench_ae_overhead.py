@@ -4,7 +4,8 @@ PyTorch loop of the same experiment, side by side in one process.
 Both get the same data in memory (``BinarizedMNIST``'s binary vectors; the pool is read once and cached, so neither
 pays for reading the file), the same model class and initial weights (same seed), the same optimiser and lr schedule
 (``configure_optimizers``), batch 128, one thread. The plain loop is the official script's loop without its per-epoch
-test evaluation: shuffle, slice a batch, forward, BCE (+ penalty), zero_grad, backward, step. The suite run is the
+test evaluation: shuffle, slice a batch, forward, BCE (+ penalty), zero_grad, backward, step. It runs in a plain script's
+environment (without the ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` that importing Lightning sets: hashbench/cuda_probe.py). The suite run is the
 config as shipped (W&B logger, checkpoints, progress bar, validation schedule, logging; its output is swallowed),
 for ``--epochs`` epochs; its time is the whole ``fit`` call (datamodule setup, model build, every hook and checkpoint).
 Runs are interleaved over ``--rounds`` rounds and the median is reported, because a shared machine drifts. Besides
@@ -13,7 +14,7 @@ compared: on a machine loaded far past its cores the wall-time ratios swing from
 much less. ``--attribute`` adds a bare ``Trainer`` (no logger, callbacks, progress bar, checkpoints or model summary)
 to each round: bare vs plain is Lightning's own per-step machinery, shipped config vs bare is what the suite adds.
 
-    python benchmarks/bench_ae_overhead.py --epochs 2 --layer bihalf --rounds 3      # target: ratio <= 1.20
+    python benchmarks/bench_ae_overhead.py --epochs 2 --layer bihalf --rounds 9      # target: ratio <= 1.20
 """
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
+# the plain loop runs in the environment a plain PyTorch script has, not the one importing Lightning leaves behind
+# (it sets PYTORCH_NVML_BASED_CUDA_CHECK=1; see hashbench/cuda_probe.py)
+PLAIN_ENVIRONMENT = {"PYTORCH_NVML_BASED_CUDA_CHECK": os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK")}
 
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
@@ -40,6 +44,8 @@ import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.machine import machine_info  # noqa: E402
 from lightning_modules import get_method  # noqa: E402
+from hashbench.cuda_probe import skip_nvml_probe_without_driver  # noqa: E402
+from hashbench.env_scope import restored_env  # noqa: E402
 from hashcore.losses import bit_balance_penalty  # noqa: E402
 
 LAYERS = {"sign": "ae_sign", "signreg": "ae_signreg", "bihalf": "ae_bihalf"}
@@ -58,7 +64,15 @@ def load_data(root: str):
 
 
 def plain_loop(layer: str, vectors: torch.Tensor, epochs: int, batch_size: int, seed: int) -> tuple[float, list, float]:
-    """(seconds, step start times, CPU seconds) for ``epochs`` epochs of the official loop structure on the in-memory vectors."""
+    """(seconds, step start times, CPU seconds) for ``epochs`` epochs of the official loop structure on the in-memory
+    vectors, in a plain script's environment."""
+    with restored_env(*PLAIN_ENVIRONMENT):
+        for name, value in PLAIN_ENVIRONMENT.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+        return _plain_loop(layer, vectors, epochs, batch_size, seed)
+
+
+def _plain_loop(layer: str, vectors: torch.Tensor, epochs: int, batch_size: int, seed: int) -> tuple[float, list, float]:
     torch.manual_seed(seed)
     model = get_method(LAYERS[layer])(bits=16)
     conf = model.configure_optimizers()
@@ -132,8 +146,10 @@ def suite_fit(layer: str, epochs: int, root: str, workdir: str, extra: tuple = (
 
 def bare_fit(layer: str, epochs: int, root: str, workdir: str, seed: int) -> tuple[float, list, float]:
     """(loop seconds, step start times, loop CPU seconds) of a bare ``Trainer.fit`` of the same model and data: no
-    logger, no callback but the timer, no progress bar, checkpoint, model summary or validation."""
+    logger, no callback but the timer, no progress bar, checkpoint, model summary or validation; in the environment
+    the suite's CLI runs in."""
     import datamodules
+    skip_nvml_probe_without_driver()
     torch.manual_seed(seed)
     dm = datamodules.BinarizedMNIST(root=root, protocol="bihalf_ae", write_splits=False, batch_size=128, num_workers=0)
     timer = LoopTimer()
@@ -148,7 +164,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--layer", default="bihalf", choices=sorted(LAYERS))
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-progress-bar", dest="progress_bar", action="store_false",
                    help="fit with --trainer.enable_progress_bar false, as hashbench compare runs every fit (Lightning's "

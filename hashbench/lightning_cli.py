@@ -42,6 +42,7 @@ from . import errors, paper_settings
 from .framework_internals import SubcommandHooks, lead_with_checkpoint
 from .commands import LIGHTNING_COMMANDS
 from .checkpoint_io import SafeCheckpointIO, read_checkpoint
+from .cuda_probe import skip_nvml_probe_without_driver
 from .ddp_launch import watch_launch
 from .progress_bar import default_progress_bar
 from .runs import (DEFAULT_ROOT, RunError, RunIdentity, check_checkpoint_file, check_checkpoint_matches,
@@ -51,19 +52,32 @@ from .runs import (DEFAULT_ROOT, RunError, RunIdentity, check_checkpoint_file, c
 lightning_modules.discover()
 datamodules.discover()
 
-class _NoTips(logging.Filter):
-    """Lightning's advertisements for its cloud products are not something a researcher needs to read."""
+class _Drop(logging.Filter):
+    """Drops the records whose message holds ``text`` within its first ``within`` characters."""
+
+    def __init__(self, text: str, within: int):
+        super().__init__()
+        self.text, self.within = text, within
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in str(record.getMessage())[:12]
+        return self.text not in str(record.getMessage())[:self.within]
+
+
+#: logger name → what of it a researcher does not need to read
+_DROPPED_LOG_LINES = {
+    # Lightning's advertisements for its cloud products
+    "lightning.pytorch.utilities.rank_zero": _Drop("Tip:", within=12),
+    # printed at every checkpoint save: our checkpoints are full (weights, optimiser, loops) on purpose
+    "lightning.pytorch.trainer.connectors.checkpoint_connector": _Drop("`weights_only` was not set", within=40),
+}
 
 
 @contextmanager
 def framework_noise_filtered():
     """Lightning's warnings that say nothing to a hashbench user, silenced while a command runs (not on import, so
     a researcher importing our modules in a notebook keeps every warning)."""
-    tips, rank_zero = _NoTips(), logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    rank_zero.addFilter(tips)
+    for name, drop in _DROPPED_LOG_LINES.items():
+        logging.getLogger(name).addFilter(drop)
     try:
         with warnings.catch_warnings():
             # A frozen backbone is in eval mode (frozen BatchNorm; freeze_mode=eval) on purpose; Lightning warns at
@@ -72,9 +86,13 @@ def framework_noise_filtered():
             # The console hands LightningCLI the command line it parsed (config names resolved) and leaves sys.argv as
             # typed, so that DDP's launcher re-runs the user's command; Lightning warns whenever both are set.
             warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
+            # Lightning 2.6's own use of a torch pytree API that torch 2.14 deprecates: nothing a user can change
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
             yield
     finally:
-        rank_zero.removeFilter(tips)
+        for name, drop in _DROPPED_LOG_LINES.items():
+            logging.getLogger(name).removeFilter(drop)
+
 
 def wandb_api_key_configured() -> bool:
     """True when wandb can log in without asking: an API key in the environment or in ~/.netrc."""
@@ -362,6 +380,7 @@ def run_cli(args: ArgsType = None, run: bool = True, cli_class: type = Hashbench
     """
     # parse errors are raised (not printed with the whole usage) so main() reports them in one line
     no_exit = {"exit_on_error": False}
+    skip_nvml_probe_without_driver()
     with framework_noise_filtered():
         return cli_class(
             HashModule, HashDataModule, subclass_mode_model=True, subclass_mode_data=True,

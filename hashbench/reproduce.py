@@ -62,9 +62,12 @@ def main(argv: list[str]) -> None:
 def paper_vs_ours(results: list[dict], chosen: list[ledger.Reported]) -> str:
     """The selected ledger rows with our mean, Δ and verdict ('not run' where no cell matched)."""
     found = {(m, b, k): (ours, d, v) for m, b, k, _, ours, d, v, _ in ledger.table(results)}
-    lines = [f"{'paper:table':<16} {'method':<10} {'bits':>4} {'metric':<9} {'reported':>8} {'ours':>7} {'Δ':>8}  verdict"]
+    wide = max([len("paper:table")] + [len(f"{r.paper}:{r.table}") for r in chosen])
+    name = max([len("method")] + [len(r.method) for r in chosen])
+    lines = [f"{'paper:table':<{wide}} {'method':<{name}} {'bits':>4} {'metric':<9} {'reported':>8} {'ours':>7} {'Δ':>8}  "
+             "verdict"]
     for r in chosen:
         ours, d, verdict = found.get((r.method, r.bits, r.metric), (None, None, "not run"))
-        lines.append(f"{r.paper + ':' + r.table:<16} {r.method:<10} {r.bits:>4} {r.metric:<9} {r.value:>8.4f} "
+        lines.append(f"{r.paper + ':' + r.table:<{wide}} {r.method:<{name}} {r.bits:>4} {r.metric:<9} {r.value:>8.4f} "
                      f"{'–' if ours is None else f'{ours:.4f}':>7} {'–' if d is None else f'{d:+.4f}':>8}  {verdict}")
     return "\n".join(lines)

@@ -34,16 +34,29 @@ def gpu_slots(workers: int, per_run: int) -> list[Optional[str]]:
     return [",".join(ids[k * per_run:(k + 1) * per_run]) for k in range(workers)]
 
 
+def cpu_threads_per_worker(workers: int) -> int:
+    """The CPU cores this process may use, shared out between ``workers`` CPU runs (at least one each): without it
+    every run's torch starts one thread per core and N runs fight over the same cores."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // workers)
+
+
 def start_workers(argv: list[str], plan: SharedPlan, slots: list[Optional[str]], procs: list) -> None:
     """``hashbench compare <argv>`` once per slot, appended to ``procs`` as each starts (so an interruption meanwhile
     stops those already started). Each in its own session: Ctrl-C reaches the leader only, which stops every worker
-    once (a second Ctrl-C in a worker would break its clean stop)."""
+    once (a second Ctrl-C in a worker would break its clean stop). CPU workers share the cores (``OMP_NUM_THREADS``,
+    unless it is set already)."""
     env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
     for k, slot in enumerate(slots):
         worker_env = {**env, PLAN_ENV: str(plan.dir), WORKER_ENV: str(k),
                       TOKEN_ENV: f"{plan.dir.name}-w{k}"}  # its own DDP decisions, if its runs use DDP
         if slot is not None:
             worker_env["CUDA_VISIBLE_DEVICES"] = slot
+        elif "OMP_NUM_THREADS" not in env:
+            worker_env["OMP_NUM_THREADS"] = str(cpu_threads_per_worker(len(slots)))
         procs.append(subprocess.Popen([sys.executable, "-m", "hashbench", "compare", *argv], env=worker_env,
                                       start_new_session=True))
 

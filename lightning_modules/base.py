@@ -242,7 +242,9 @@ class HashModule(L.LightningModule):
 
     def on_before_backward(self, loss: torch.Tensor) -> None:
         """Stop at the first non-finite loss, before it reaches the weights or a checkpoint."""
-        if bool(torch.isfinite(loss.detach()).all()):
+        value = loss.detach()
+        # one scalar read instead of three tensor ops: this runs every step, and some steps are a few milliseconds
+        if math.isfinite(value.item()) if value.numel() == 1 else bool(torch.isfinite(value).all()):
             return
         terms = ", ".join(f"{k} = {float(v.detach()) if torch.is_tensor(v) else v:.6g}"
                           for k, v in self._last_terms.items()) or f"loss = {float(loss.detach())}"

@@ -73,10 +73,14 @@ TABLE = {
     "hashbench search --index codes/database --query photo.jpg -k 10": Mini(folder="cib", expect="photo.jpg"),
     # the autoencoder study on a miniature MNIST written in the real IDX format at data/mnist, then its figures
     "hashbench compare --config experiments/data/mnist_binary.yaml --methods ae_sign,ae_signreg,ae_bihalf --bits 16 "
-    "--seeds 3 --baselines '' --name mnist_ae":
+    "--seeds 3 --baselines '' --name mnist_ae --parallel 2":
         Mini(["--bits", "3", "--seeds", "1", "--data.source", "root", "--data.val_queries", "20", "--data.batch_size",
               "32", "--trainer.max_epochs", "1"], folder="ae", expect="results/mnist_ae"),
     "python -m hashbench.ae_figures results/mnist_ae": Mini(folder="ae", expect="ae_latent_3d.png"),
+    # the ledger's autoencoder rows: 3 configs × 16/32/64 bits, one seed, one epoch each
+    "hashbench reproduce bihalf:autoencoder --seeds 3":
+        Mini(["--seeds", "1", "--data.source", "root", "--data.val_queries", "20", "--data.batch_size", "32",
+              "--trainer.max_epochs", "1"], expect="bihalf:autoencoder ae_bihalf"),
 }
 
 

@@ -134,3 +134,26 @@ def test_bad_parallel_values_are_one_clear_error(tmp_path, extra, env, message):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"hashbench: error: {message}"), done.stderr
     assert not (tmp_path / "results" / "bad" / "runs").exists()  # refused before any run started
+
+
+@pytest.mark.parametrize("slots, preset, expected", [
+    ([None, None], None, "2"),             # 4 cores, 2 CPU runs: 2 threads each
+    ([None, None, None], None, "1"),       # never below one
+    ([None, None], "3", "3"),              # the user's own setting is kept
+    (["0", "1"], None, None),              # GPU runs: torch's default, nothing set
+])
+def test_cpu_workers_share_the_cores(monkeypatch, tmp_path, slots, preset, expected):
+    from hashbench import sweep_parallel
+    from hashbench.sweep_locks import SharedPlan
+    started = []
+    monkeypatch.setattr(sweep_parallel.subprocess, "Popen", lambda cmd, env, **kw: started.append(env) or object())
+    monkeypatch.setattr(sweep_parallel.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    if preset is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", preset)
+    procs = []
+    plan = SharedPlan(tmp_path)
+    sweep_parallel.start_workers(["--config", "x.yaml"], plan, slots, procs)
+    assert len(procs) == len(slots)
+    assert [env.get("OMP_NUM_THREADS") for env in started] == [expected] * len(slots)

@@ -32,3 +32,20 @@ def test_the_command_scope_silences_lightning_noise_and_restores_it():
         warnings.warn(EVAL_MODE, UserWarning)
         assert len(caught) == 1, "the filter outlived the command"
     assert not rank_zero.filters or all(f.filter(logging.makeLogRecord({"msg": "Tip: x"})) for f in rank_zero.filters)
+
+
+def test_checkpoint_and_pytree_chatter_is_silenced_only_inside_the_command():
+    """Lightning logs "`weights_only` was not set" at every checkpoint save and warns about its own pytree use."""
+    connector = logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector")
+    saved = logging.makeLogRecord({"msg": "`weights_only` was not set, defaulting to `False`."})
+    other = logging.makeLogRecord({"msg": "Restoring states from the checkpoint path at last.ckpt"})
+    pytree = "`isinstance(treespec, LeafSpec)` is deprecated, use `isinstance(treespec, TreeSpec)` instead."
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with framework_noise_filtered():
+            assert not connector.filter(saved) and connector.filter(other)
+            warnings.warn(pytree, FutureWarning)
+        assert not caught, "the pytree deprecation was not silenced inside the command"
+        assert connector.filter(saved), "the log filter outlived the command"
+        warnings.warn(pytree, FutureWarning)
+        assert len(caught) == 1, "the warning filter outlived the command"
