@@ -283,9 +283,13 @@ def _topk_order(cand: _Candidates, num_rows: int, k: int) -> Tensor:
     return order[starts[:, None] + torch.arange(k, device=groups.device)]
 
 
-def _topk_relevance(prob: _Problem, cand: _Candidates, q0: int, num_rows: int, k: int) -> Tensor:
-    """(B, k) bool: relevance of every row's stable top k, in ranking order."""
+def _topk_relevance(prob: _Problem, cand: _Candidates, q0: int, num_rows: int, k: int,
+                    listed_relevance: Optional[Tensor] = None) -> Tensor:
+    """(B, k) bool: relevance of every row's stable top k, in ranking order (read from ``listed_relevance``, the
+    relevance of every listed item in list order, when the caller has it)."""
     top = _topk_order(cand, num_rows, k)
+    if listed_relevance is not None:
+        return listed_relevance[top]
     shared = prob.db_words[cand.cols[top]] & prob.q_words[q0:q0 + num_rows, None, :]  # (B, k, W)
     return shared[..., 0] != 0 if shared.shape[-1] == 1 else (shared != 0).any(-1)
 

@@ -8,6 +8,7 @@ sampling), so it does not depend on that order.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -114,12 +115,21 @@ def _tie_averaged_ap(n: Tensor, r: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return row_sum(pmf * ap), possible
 
 
-def _bucket_counts(prob: _Problem, cand: _Candidates, q0: int, num_rows: int) -> tuple[Tensor, Tensor]:
-    """(B, K+1) float64 counts of listed items and of relevant listed items per distance."""
+def listed_relevance(prob: _Problem, cand: _Candidates, q0: int) -> Tensor:
+    """Bool relevance of every listed item, in list order."""
     rows, _ = cand.rows_dist(cand.group)
+    return prob.relevance(rows + q0, cand.cols)
+
+
+def _bucket_counts(prob: _Problem, cand: _Candidates, q0: int, num_rows: int,
+                   relevant: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    """(B, K+1) float64 counts of listed items and of relevant listed items per distance (``relevant``: the listed
+    items' relevance, :func:`listed_relevance`, when the caller has it)."""
+    if relevant is None:
+        relevant = listed_relevance(prob, cand, q0)
     group = cand.group.long()
     size = num_rows * (prob.bits + 1)
     n = torch.bincount(group, minlength=size).double()
-    r = torch.bincount(group[prob.relevance(rows + q0, cand.cols)], minlength=size).double()
+    r = torch.bincount(group[relevant], minlength=size).double()
     return n.view(num_rows, -1), r.view(num_rows, -1)
 

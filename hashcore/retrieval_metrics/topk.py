@@ -10,7 +10,7 @@ from torch import Tensor
 from .engine import _chunk_size, _chunks, _select_topk, _topk_relevance
 from .inputs import TopK, _prepare, _Problem, _resolve_k
 from .reduction import ordered_mean
-from .tie_average import _bucket_counts, _tie_averaged_ap
+from .tie_average import _bucket_counts, _tie_averaged_ap, listed_relevance
 
 
 def _dense_ap(rel: Tensor, ks: Sequence[int]) -> dict:
@@ -31,8 +31,11 @@ def _dense_ap(rel: Tensor, ks: Sequence[int]) -> dict:
 def _topk_chunk(prob: _Problem, q0: int, q1: int, ks: Sequence[int], tie_average: bool) -> dict:
     """Per query of rows q0:q1, for each k: ``ap``, ``found`` and, with ``tie_average``, ``tie_ap``, ``possible``."""
     cand = _select_topk(prob, prob.q[q0:q1], max(ks), keep_ties=tie_average)
-    stable = _dense_ap(_topk_relevance(prob, cand, q0, q1 - q0, max(ks)), ks)
-    counts = _bucket_counts(prob, cand, q0, q1 - q0) if tie_average else None
+    # with tie averaging every listed item's relevance is needed anyway: computed once, it also gives the stable
+    # top k's by one gather (at k = N, 10,000 x 60,000, that halved the work)
+    relevant = listed_relevance(prob, cand, q0) if tie_average else None
+    stable = _dense_ap(_topk_relevance(prob, cand, q0, q1 - q0, max(ks), relevant), ks)
+    counts = _bucket_counts(prob, cand, q0, q1 - q0, relevant) if tie_average else None
     out = {}
     for k in ks:
         out[k] = {"ap": stable[k][0], "found": stable[k][1]}
