@@ -31,8 +31,16 @@ LAYERS = ("sign", "signreg", "bihalf")
 SEEDS = (0, 1, 2)
 
 
+#: as the environment was before anything imported Lightning (which sets it): the plain loops run without it
+PLAIN_NVML_CHECK = os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK")
+
+
 def _plain_run(task: tuple) -> float:
     layer, seed, epochs, root = task
+    # a forked worker inherits the variable Lightning set in the parent; bench_ae_overhead records the environment
+    # it is imported in as the plain one
+    if PLAIN_NVML_CHECK is None:
+        os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
     import torch
     torch.set_num_threads(1)
     from benchmarks import bench_ae_overhead as bench

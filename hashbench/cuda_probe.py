@@ -27,8 +27,11 @@ def nvidia_driver_present() -> bool:
 
 
 def skip_nvml_probe_without_driver() -> bool:
-    """Unset ``PYTORCH_NVML_BASED_CUDA_CHECK`` when no NVIDIA driver is installed; True when it did."""
-    if os.environ.get(VARIABLE) != "1" or nvidia_driver_present():
+    """Unset ``PYTORCH_NVML_BASED_CUDA_CHECK`` when no NVIDIA driver is installed; True when it did. A ROCm build of
+    torch counts AMD GPUs through the same variable (amdsmi, no NVML), so there it is always left alone."""
+    import torch
+
+    if os.environ.get(VARIABLE) != "1" or torch.version.hip is not None or nvidia_driver_present():
         return False
     del os.environ[VARIABLE]
     return True

@@ -13,6 +13,7 @@ from hashbench import cuda_probe
 from tests.data_fixtures import write_mnist_idx
 
 REPO = Path(__file__).resolve().parents[1]
+REAL_CDLL = ctypes.CDLL
 
 
 class CountingCDLL:
@@ -25,7 +26,7 @@ class CountingCDLL:
         if "nvidia-ml" in str(name):
             self.nvml_loads += 1
             raise OSError(f"{name}: cannot open shared object file: No such file or directory")
-        return ctypes.CDLL(name, *args, **kwargs)
+        return REAL_CDLL(name, *args, **kwargs)
 
 
 def adam_steps(n: int) -> None:
@@ -51,6 +52,14 @@ def test_without_a_driver_the_variable_is_dropped_and_steps_stop_probing(monkeyp
     before = cdll.nvml_loads  # the one look-up of the driver itself
     adam_steps(5)
     assert before == 1 and cdll.nvml_loads == 1
+
+
+def test_a_rocm_build_keeps_the_variable(monkeypatch):
+    monkeypatch.setattr(torch.version, "hip", "6.2", raising=False)
+    monkeypatch.setattr(cuda_probe, "nvidia_driver_present", lambda: False)
+    monkeypatch.setenv(cuda_probe.VARIABLE, "1")
+    assert cuda_probe.skip_nvml_probe_without_driver() is False
+    assert os.environ[cuda_probe.VARIABLE] == "1"
 
 
 def test_with_a_driver_the_variable_stays(monkeypatch):
