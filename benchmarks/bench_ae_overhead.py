@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -63,12 +64,17 @@ def load_data(root: str):
     return dm.dataset("train").vectors
 
 
-def plain_loop(layer: str, vectors: torch.Tensor, epochs: int, batch_size: int, seed: int) -> tuple[float, list, float]:
+def plain_loop(layer: str, vectors: torch.Tensor, epochs: int, batch_size: int, seed: int,
+               environment: Optional[dict] = None) -> tuple[float, list, float]:
     """(seconds, step start times, CPU seconds) for ``epochs`` epochs of the official loop structure on the in-memory
-    vectors, in a plain script's environment."""
-    with restored_env(*PLAIN_ENVIRONMENT):
-        for name, value in PLAIN_ENVIRONMENT.items():
-            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+    vectors, in a plain script's environment (``environment``, default :data:`PLAIN_ENVIRONMENT`; None = unset)."""
+    environment = PLAIN_ENVIRONMENT if environment is None else environment
+    with restored_env(*environment):
+        for name, value in environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         return _plain_loop(layer, vectors, epochs, batch_size, seed)
 
 

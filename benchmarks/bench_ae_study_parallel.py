@@ -27,29 +27,26 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+# first, so that it records the plain environment before anything imports Lightning (which sets the NVML variable)
+from benchmarks import bench_ae_overhead  # noqa: E402
+
 LAYERS = ("sign", "signreg", "bihalf")
 SEEDS = (0, 1, 2)
 
 
-#: as the environment was before anything imported Lightning (which sets it): the plain loops run without it
-PLAIN_NVML_CHECK = os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK")
-
-
 def _plain_run(task: tuple) -> float:
-    layer, seed, epochs, root = task
-    # a forked worker inherits the variable Lightning set in the parent; bench_ae_overhead records the environment
-    # it is imported in as the plain one
-    if PLAIN_NVML_CHECK is None:
-        os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    layer, seed, epochs, root, environment = task
     import torch
     torch.set_num_threads(1)
-    from benchmarks import bench_ae_overhead as bench
-    seconds, _, _ = bench.plain_loop(layer, bench.load_data(root), epochs, 128, seed)
+    vectors = bench_ae_overhead.load_data(root)
+    seconds, _, _ = bench_ae_overhead.plain_loop(layer, vectors, epochs, 128, seed, environment)
     return seconds
 
 
 def plain_study(epochs: int, root: str) -> tuple[float, list[float]]:
-    tasks = [(layer, seed, epochs, root) for layer in LAYERS for seed in SEEDS]
+    # passed, not re-read in the workers: they inherit (or re-import under) the variable Lightning has set since
+    environment = bench_ae_overhead.PLAIN_ENVIRONMENT
+    tasks = [(layer, seed, epochs, root, environment) for layer in LAYERS for seed in SEEDS]
     start = time.perf_counter()
     with ProcessPoolExecutor(2) as pool:
         per_run = list(pool.map(_plain_run, tasks))
